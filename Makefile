@@ -1,0 +1,36 @@
+# The two commands (README): `make run` and `make test`. Both create .venv when missing and are
+# safe to rerun (installs are skipped when pyproject.toml has not changed).
+PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+PYTEST_ARGS ?= -n 2 --dist loadfile
+
+.PHONY: run test test-slow bench install clean-venv
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@ $(VENV)/.installed
+
+install: $(VENV)/.installed
+
+# The default experiment on CPU: train the quadratic net, measure its error rate per sphere.
+run: $(VENV)/.installed
+	JAX_PLATFORMS=cpu $(BIN)/spheres run sphere-quadratic --preset quick --out runs/make-run
+
+test: $(VENV)/.installed-test
+	JAX_PLATFORMS=cpu $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Paper-scale checks (minutes to hours): skipped by `make test`.
+test-slow: $(VENV)/.installed-test
+	JAX_PLATFORMS=cpu $(BIN)/python -m pytest -m slow
+
+clean-venv:
+	rm -rf $(VENV)

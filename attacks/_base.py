@@ -1,0 +1,204 @@
+"""`AttackResult`, the adversarial losses, and the one loop driver every attack runs on.
+
+Every attack is written for ONE example as a pure function ``attack(model, config, example)``
+where ``model`` is the per-example logit function ``x -> logits`` (scalar for binary models,
+``(K,)`` for K classes), ``config`` a hashable NamedTuple of static settings and ``example`` a
+dict of per-example arrays.  `execute` vmaps it over the batch inside one `jax.jit` whose cache
+is keyed on ``(attack, logit_fn, config)`` plus the shapes, so a second call with the same
+``logit_fn`` object and the same shapes never recompiles.  Inside an attack, iteration goes
+through `iterate`: a ``lax.fori_loop`` or, with a ``done`` predicate, a ``lax.while_loop`` that
+under ``vmap`` freezes each example as soon as it is done (per-example early stopping).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+LOSSES = ("ce", "margin")
+
+
+class AttackResult(NamedTuple):
+    """What every attack returns (DESIGN.md, "Contracts"); all arrays have leading batch axis B.
+
+    Attributes:
+      x_adv: ``(B, *input_shape)`` the returned point: projected and clipped, best iterate.
+      success: ``(B,)`` bool, judged by calling the model on ``x_adv`` itself: the predicted
+        class differs from ``y`` (untargeted) or equals the target (targeted).
+      distance: ``(B,)`` ``‖x_adv − x‖`` in the attack's norm (L∞ for ``norm="linf"``,
+        otherwise L2), always of the returned point, also when ``success`` is False.
+      loss: ``(B,)`` the attack's adversarial objective at ``x_adv`` (higher = more adversarial):
+        ``L(x_adv, y)`` untargeted, ``−L(x_adv, target)`` targeted, L = cross-entropy or the
+        negated margin.
+      num_steps: ``(B,)`` int32 iterations the attack ran for this example (see each attack).
+    """
+
+    x_adv: jax.Array
+    success: jax.Array
+    distance: jax.Array
+    loss: jax.Array
+    num_steps: jax.Array
+
+    @property
+    def x_adv_norm(self) -> jax.Array:
+        """``(B,)`` L2 norm of each returned point, e.g. Gilmer's ‖x̂‖ ≈ 1.07 off-manifold error."""
+        return l2_norm_batch(self.x_adv)
+
+
+# --------------------------------------------------------------------------- norms
+
+
+def l2_norm_batch(x: jax.Array) -> jax.Array:
+    """``(B, ...) -> (B,)`` per-example L2 norm over all non-batch axes."""
+    x = jnp.asarray(x)
+    return jnp.sqrt(jnp.sum(jnp.square(x.reshape(x.shape[0], -1)), axis=1))
+
+
+def norm(v: jax.Array, kind: str = "l2") -> jax.Array:
+    """Norm of one example ``v`` (any shape) over all its axes: ``"l2"`` or ``"linf"``."""
+    if kind == "linf":
+        return jnp.max(jnp.abs(v)) if v.size else jnp.zeros((), v.dtype)
+    return jnp.sqrt(jnp.sum(jnp.square(v)))
+
+
+def safe_normalize(v: jax.Array) -> jax.Array:
+    """``v / ‖v‖₂`` with 0 for ``v = 0`` (gradient-safe: no NaN from 0/0)."""
+    n2 = jnp.sum(jnp.square(v))
+    positive = n2 > 0
+    inv = jnp.where(positive, lax.rsqrt(jnp.where(positive, n2, 1.0)), 0.0)
+    return v * inv
+
+
+# --------------------------------------------------------------------------- losses
+
+
+def is_binary(logits: jax.Array) -> bool:
+    """Binary models return a scalar logit (positive = class 1); multi-class a vector."""
+    return jnp.ndim(logits) == 0
+
+
+def predict_class(logits: jax.Array) -> jax.Array:
+    """Predicted class for one example: ``logit > 0`` (binary) or ``argmax`` (first on ties)."""
+    if is_binary(logits):
+        return (logits > 0).astype(jnp.int32)
+    return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+
+
+def sigmoid_cross_entropy(logit: jax.Array, label: jax.Array) -> jax.Array:
+    """``−log σ(±z) = softplus(z) − y·z`` for a scalar logit z and label y ∈ {0, 1}."""
+    return jax.nn.softplus(logit) - label.astype(logit.dtype) * logit
+
+
+def softmax_cross_entropy(logits: jax.Array, label: jax.Array) -> jax.Array:
+    """``logsumexp(z) − z_y`` for logits ``z (K,)`` and an integer label y."""
+    return jax.nn.logsumexp(logits) - jnp.take(logits, label)
+
+
+def margin(logits: jax.Array, label: jax.Array) -> jax.Array:
+    """Signed margin of class ``label``: positive iff the model prefers it (up to ties).
+
+    Binary: ``(2y − 1)·z``.  Multi-class: ``z_y − max_{j≠y} z_j``, the maximum taken over the
+    OTHER classes only (the label's own logit is masked to −∞ before the max, the mistake that
+    makes an unmasked "max of all logits" margin identically ≤ 0).
+    """
+    if is_binary(logits):
+        return (2 * label - 1).astype(logits.dtype) * logits
+    others = jnp.where(jnp.arange(logits.shape[-1]) == label, -jnp.inf, logits)
+    return jnp.take(logits, label) - jnp.max(others)
+
+
+def classification_loss(logits: jax.Array, label: jax.Array, kind: str = "ce") -> jax.Array:
+    """Loss of predicting ``label``: cross-entropy (``"ce"``) or negated margin (``"margin"``)."""
+    if kind == "margin":
+        return -margin(logits, label)
+    if is_binary(logits):
+        return sigmoid_cross_entropy(logits, label)
+    return softmax_cross_entropy(logits, label)
+
+
+def adversarial_objective(logits, label, *, loss: str = "ce", targeted: bool = False):
+    """The quantity every attack MAXIMISES: ``L(z, y)`` untargeted, ``−L(z, t)`` targeted."""
+    value = classification_loss(logits, label, loss)
+    return -value if targeted else value
+
+
+def is_adversarial(logits, label, *, targeted: bool = False) -> jax.Array:
+    """Success on one example: prediction ≠ y (untargeted) or = target (targeted)."""
+    pred = predict_class(logits)
+    return pred == label if targeted else pred != label
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def iterate(step: Callable, state: Any, num_steps: int, *, done: Callable | None = None):
+    """The one loop: ``state = step(i, state)`` for ``i < num_steps``.
+
+    Without ``done`` this is ``lax.fori_loop``.  With ``done(state) -> bool`` it is a
+    ``lax.while_loop`` that also stops once ``done`` holds; under ``vmap`` the predicate is
+    batched, so each example stops (its state is frozen) on its own -- no shared early stop.
+
+    Returns ``(state, steps_run)`` with ``steps_run`` an int32 scalar.
+    """
+    if done is None:
+        state = lax.fori_loop(0, num_steps, step, state)
+        return state, jnp.asarray(num_steps, jnp.int32)
+
+    def cond(carry):
+        i, s = carry
+        return (i < num_steps) & jnp.logical_not(done(s))
+
+    def body(carry):
+        i, s = carry
+        return i + 1, step(i, s)
+
+    steps, state = lax.while_loop(cond, body, (jnp.zeros((), jnp.int32), state))
+    return state, steps
+
+
+def bind(logit_fn: Callable, params: Any) -> Callable:
+    """The per-example model ``x -> logits``: ``logit_fn(x)``, or ``logit_fn(params, x)``."""
+    if params is None:
+        return logit_fn
+    return functools.partial(logit_fn, params)
+
+
+@functools.partial(jax.jit, static_argnames=("attack", "logit_fn", "config"))
+def _run_batched(attack, logit_fn, config, params, batch):
+    model = bind(logit_fn, params)
+    return jax.vmap(lambda example: attack(model, config, example))(batch)
+
+
+def execute(attack: Callable, logit_fn: Callable, config: NamedTuple, params: Any,
+            batch: dict) -> AttackResult:
+    """Run the per-example ``attack`` over ``batch`` (every leaf has a leading axis B), jitted.
+
+    ``attack``, ``logit_fn`` and ``config`` are static (hashed by identity / value): reuse the same
+    ``logit_fn`` object to hit the compilation cache.  ``params`` is a traced pytree argument, so
+    new parameter values with the same shapes do not recompile.
+    """
+    return _run_batched(attack, logit_fn, config, params, batch)
+
+
+def finish(model: Callable, x0, label, x_adv, *, targeted: bool, loss: str,
+           num_steps, distance_norm: str = "l2") -> AttackResult:
+    """Build one example's `AttackResult`, judging success on the returned ``x_adv`` itself."""
+    logits = model(x_adv)
+    return AttackResult(
+        x_adv=x_adv,
+        success=is_adversarial(logits, label, targeted=targeted),
+        distance=norm(x_adv - x0, distance_norm),
+        loss=adversarial_objective(logits, label, loss=loss, targeted=targeted),
+        num_steps=jnp.asarray(num_steps, jnp.int32),
+    )
+
+
+def clip_to_box(x: jax.Array, example: dict) -> jax.Array:
+    """Clip to ``[example["lo"], example["hi"]]`` when the attack was given ``bounds``."""
+    if "lo" in example:
+        return jnp.clip(x, example["lo"], example["hi"])
+    return x

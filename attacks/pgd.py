@@ -1,0 +1,192 @@
+"""Projected gradient descent in an L∞ or L2 ball, with an optional box (Madry et al. 2018).
+
+One example, pure ``init`` / ``step`` over `PGDState`, driven by `attacks._base.iterate`:
+
+    x_{k+1} = Π_box( Π_ball(x₀, ε)( x_k + α·u(∇ₓ J(x_k)) ) ),   u = sign (L∞) or g/‖g‖₂ (L2)
+
+where J is the adversarial objective (`attacks._base.adversarial_objective`) and the ball is
+centred on the ORIGINAL point x₀ (the box clip after the ball projection keeps the point in the
+ball, because x₀ itself is in the box).  The random start is uniform in the ball: L∞ uniform per
+coordinate; L2 a uniform direction times ε·U^(1/n), n = number of input entries (radius drawn
+∝ U^(1/n) is what makes the start uniform in volume).  The returned point is the best iterate
+over all steps and restarts -- successful beats unsuccessful, then higher objective -- never
+simply the last one.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from attacks import _validate
+from attacks._base import (AttackResult, adversarial_objective, clip_to_box, execute, finish,
+                           is_adversarial, iterate, safe_normalize)
+
+NORMS = ("linf", "l2")
+
+
+class PGDConfig(NamedTuple):
+    norm: str
+    loss: str
+    targeted: bool
+    num_steps: int
+    restarts: int
+    random_start: bool
+    early_stop: bool
+    keep_best: bool
+
+
+class PGDState(NamedTuple):
+    x: jax.Array            # current iterate
+    best_x: jax.Array
+    best_objective: jax.Array
+    best_success: jax.Array
+
+
+def ascent_direction(grad: jax.Array, norm: str) -> jax.Array:
+    """Steepest ascent direction of unit ``norm``: ``sign(g)`` (L∞) or ``g/‖g‖₂`` (L2, 0 if g = 0)."""
+    return jnp.sign(grad) if norm == "linf" else safe_normalize(grad)
+
+
+def project_ball(x: jax.Array, center: jax.Array, eps: jax.Array, norm: str) -> jax.Array:
+    """Euclidean projection of ``x`` onto ``{v : ‖v − center‖ ≤ eps}`` (L∞ or L2)."""
+    delta = x - center
+    if norm == "linf":
+        return center + jnp.clip(delta, -eps, eps)
+    n = jnp.sqrt(jnp.sum(jnp.square(delta)))
+    scale = jnp.where(n > eps, eps / jnp.where(n > 0, n, 1.0), 1.0)
+    return center + delta * scale
+
+
+def random_start(key: jax.Array, x: jax.Array, eps: jax.Array, norm: str) -> jax.Array:
+    """A point uniform in the ε-ball around ``x`` (L∞: per coordinate; L2: radius ε·U^(1/n))."""
+    if norm == "linf":
+        return x + jax.random.uniform(key, x.shape, x.dtype, -1.0, 1.0) * eps
+    k_dir, k_rad = jax.random.split(key)
+    direction = safe_normalize(jax.random.normal(k_dir, x.shape, x.dtype))
+    radius = eps * jax.random.uniform(k_rad, (), x.dtype) ** (1.0 / x.size)
+    return x + radius * direction
+
+
+def _better(success, objective, best_success, best_objective):
+    return (success & ~best_success) | ((success == best_success) & (objective > best_objective))
+
+
+def _pgd_example(model, config: PGDConfig, ex: dict) -> AttackResult:
+    x0, y, eps, step_size = ex["x"], ex["y"], ex["eps"], ex["step_size"]
+
+    def evaluate(x):
+        logits = model(x)
+        objective = adversarial_objective(logits, y, loss=config.loss, targeted=config.targeted)
+        return objective, logits
+
+    value_and_grad = jax.value_and_grad(evaluate, has_aux=True)
+
+    def record(state: PGDState, x, objective, logits) -> PGDState:
+        success = is_adversarial(logits, y, targeted=config.targeted)
+        better = _better(success, objective, state.best_success, state.best_objective)
+        if not config.keep_best:  # FGSM: the stepped point is the answer
+            better = jnp.ones((), bool)
+        return state._replace(
+            best_x=jnp.where(better, x, state.best_x),
+            best_objective=jnp.where(better, objective, state.best_objective),
+            best_success=jnp.where(better, success, state.best_success))
+
+    def step(i, state: PGDState) -> PGDState:
+        # Evaluate the current iterate once: its gradient drives the step and its value
+        # updates the best iterate (one forward-backward per step, no extra forward).
+        (objective, logits), grad = value_and_grad(state.x)
+        state = record(state, state.x, objective, logits)
+        x = state.x + step_size * ascent_direction(grad, config.norm)
+        x = clip_to_box(project_ball(x, x0, eps, config.norm), ex)
+        return state._replace(x=x)
+
+    def done(state: PGDState):
+        return state.best_success
+
+    def restart(r, carry):
+        state, steps = carry
+        if config.random_start:
+            start = random_start(jax.random.fold_in(ex["key"], r), x0, eps, config.norm)
+            start = clip_to_box(start, ex)
+        else:
+            start = x0
+        state = state._replace(x=start)
+        state, run = iterate(step, state, config.num_steps, done=done if config.early_stop else None)
+        # The last iterate has not been evaluated inside the loop.
+        objective, logits = evaluate(state.x)
+        state = record(state, state.x, objective, logits)
+        return state, steps + run
+
+    dtype = x0.dtype
+    state = PGDState(x=x0, best_x=x0, best_objective=jnp.asarray(-jnp.inf, dtype),
+                     best_success=jnp.zeros((), bool))
+    state, steps = jax.lax.fori_loop(0, config.restarts, restart, (state, jnp.zeros((), jnp.int32)))
+    return finish(model, x0, y, state.best_x, targeted=config.targeted, loss=config.loss,
+                  num_steps=steps, distance_norm=config.norm)
+
+
+def prepare(logit_fn, x, y, *, eps, norm, params=None, bounds=None, targeted=False, loss="ce"):
+    """Shared validation for FGSM and PGD; returns ``(x, y, eps (B,), batch dict)``."""
+    _validate.check_choice(norm, "norm", NORMS)
+    _validate.check_loss(loss)
+    x, y = _validate.check_batch(x, y, label_name="target" if targeted else "y")
+    eps = _validate.check_nonnegative(eps, "eps", x.shape[0], x.dtype)
+    box = _validate.check_bounds(bounds, x)
+    _validate.check_model_and_labels(logit_fn, params, x, y, label_name="target" if targeted else "y")
+    batch = {"x": x, "y": y, "eps": eps}
+    if box is not None:
+        batch["lo"], batch["hi"] = box
+    return x, y, eps, batch
+
+
+def pgd(logit_fn, x, y, *, eps, norm="linf", step_size=None, num_steps=10, bounds=None,
+        random_start=True, restarts=1, key=None, targeted=False, loss="ce", early_stop=False,
+        params=None) -> AttackResult:
+    """Projected gradient descent (PGD) in the L∞ or L2 ε-ball around each example.
+
+    Args:
+      logit_fn: per-example ``x -> logits`` (scalar: binary, positive = class 1; ``(K,)``: K
+        classes), or ``(params, x) -> logits`` when ``params`` is given.
+      x: ``(B, *input_shape)`` inputs.  y: ``(B,)`` true labels, or target labels if ``targeted``.
+      eps: ball radius, scalar or per-example ``(B,)`` (as `attacks.minimal_epsilon` passes).
+      norm: ``"linf"`` or ``"l2"``.
+      step_size: α, scalar or ``(B,)``; default ``2.5·ε/num_steps`` (Madry et al.).
+      num_steps: gradient steps per restart.  restarts: independent random starts; the best
+        point over all of them is returned per example.
+      bounds: ``None`` or ``(lo, hi)`` broadcastable to ``x``; applied after the ball projection.
+      random_start: start uniformly in the ball (needs ``key``); else start at ``x``.
+      key: one PRNG key, or ``(B,)`` per-example keys.
+      targeted, loss: objective ``−L(x, y)`` toward target ``y``; ``L`` = ``"ce"`` or ``"margin"``.
+      early_stop: stop each example at its first success (``while_loop``); default runs all steps
+        (``fori_loop``) and keeps the highest-objective successful point.
+      params: optional pytree passed as ``logit_fn(params, x)``; changing it does not recompile.
+
+    Returns:
+      `AttackResult`; ``distance`` is in ``norm``; ``num_steps`` sums steps over restarts.
+
+    Guarantees: ``‖x_adv − x‖ ≤ ε`` (up to rounding), ``x_adv`` in ``bounds``, success judged on
+    ``x_adv``, same ``key`` -> same result, example i does not depend on the rest of the batch.
+
+    Example::
+
+        res = attacks.pgd(f, x, y, eps=0.1, norm="l2", num_steps=20, key=jax.random.key(0))
+    """
+    num_steps = _validate.check_int(num_steps, "num_steps", minimum=0)
+    restarts = _validate.check_int(restarts, "restarts", minimum=1)
+    if restarts > 1 and not random_start:
+        raise ValueError("restarts > 1 needs random_start=True (otherwise every restart is identical).")
+    x, y, eps, batch = prepare(logit_fn, x, y, eps=eps, norm=norm, params=params, bounds=bounds,
+                               targeted=targeted, loss=loss)
+    if step_size is None:
+        batch["step_size"] = 2.5 * eps / max(num_steps, 1)
+    else:
+        batch["step_size"] = _validate.check_nonnegative(step_size, "step_size", x.shape[0], x.dtype)
+    if random_start:
+        batch["key"] = _validate.example_keys(key, x.shape[0])
+    config = PGDConfig(norm=norm, loss=loss, targeted=bool(targeted), num_steps=num_steps,
+                       restarts=restarts, random_start=bool(random_start),
+                       early_stop=bool(early_stop), keep_best=True)
+    return execute(_pgd_example, logit_fn, config, params, batch)

@@ -1,0 +1,108 @@
+"""``spheres``: list, run and show experiments (thin: parse, validate, call the library).
+
+    spheres list
+    spheres run EXPERIMENT [--preset P] [--out DIR] [--seed N] [--set key=value ...] [--force]
+    spheres show DIR
+
+Errors in what the user asked for print one line (``spheres: error: ...``) and exit with code 2;
+an interrupted run exits 130 and resumes when the same command is run again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, exit 2 (argparse prints usage too; keep it short)
+        self.exit(2, f"spheres: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="spheres", description="The geometry of adversarial examples: experiments.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub.add_parser("list", help="list experiments, presets and rough cost")
+    r = sub.add_parser("run", help="run an experiment (resumes if DIR holds the same run)")
+    r.add_argument("experiment")
+    r.add_argument("--preset", default="quick")
+    r.add_argument("--out", type=Path, default=None, help="run directory (default runs/EXP-PRESET-sSEED)")
+    r.add_argument("--seed", type=int, default=None)
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    r.add_argument("--force", action="store_true", help="replace a different run in --out")
+    r.add_argument("--no-progress", action="store_true")
+    s = sub.add_parser("show", help="print a run directory's config and result table")
+    s.add_argument("run_dir", type=Path)
+    return p
+
+
+def _cmd_list() -> int:
+    from . import experiments
+
+    for name in experiments.names():
+        exp = experiments.get(name)
+        print(f"{name}\n    {exp.description}")
+        for preset in exp.config_cls.PRESETS:
+            cost = exp.config_cls.COST.get(preset, "")
+            print(f"    --preset {preset:<8} {cost}")
+    return 0
+
+
+def _cmd_run(args) -> int:
+    from . import experiments
+
+    exp = experiments.get(args.experiment)
+    cfg = experiments.make_config(args.experiment, args.preset, args.overrides, args.seed)
+    out = args.out or Path("runs") / f"{args.experiment}-{args.preset}-s{cfg.seed}"
+    print(f"spheres: {args.experiment} --preset {args.preset} -> {out}", file=sys.stderr)
+    run_dir = experiments.RunDir.open(out, args.experiment, cfg, force=args.force)
+    summary = exp.run(cfg, run_dir, progress=not args.no_progress)
+    print(exp.table(summary) if exp.table else json.dumps(summary, indent=2))
+    print(f"results in {out}", file=sys.stderr)
+    return 0
+
+
+def _cmd_show(args) -> int:
+    from . import experiments
+    from .results import load_run
+
+    run = load_run(args.run_dir)
+    name = run["config"].get("experiment")
+    print(json.dumps(run["config"], indent=2))
+    if run["summary"] is None:
+        steps = run["metrics"][-1]["step"] if run["metrics"] else 0
+        print(f"(unfinished: last logged step {steps}; rerun the same command to resume)")
+        return 0
+    exp = experiments.get(name)
+    print(exp.table(run["summary"]) if exp.table else json.dumps(run["summary"], indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from .config import ConfigError
+    from .results import RunDirConflict
+
+    try:
+        if args.command == "list":
+            return _cmd_list()
+        if args.command == "run":
+            return _cmd_run(args)
+        return _cmd_show(args)
+    except (ConfigError, RunDirConflict, FileNotFoundError, PermissionError, NotADirectoryError,
+            ValueError) as e:
+        print(f"spheres: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"spheres: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("spheres: interrupted; rerun the same command to resume from the last checkpoint",
+              file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""Experiment configs: frozen dataclasses, named presets, ``key=value`` overrides.
+
+Only experiment drivers read configs; models, attacks and theory take explicit arguments.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A bad preset, override key or value. The message says what was wrong and how to fix it."""
+
+
+def _parse_value(name: str, text: str, typ) -> Any:
+    origin = typing.get_origin(typ)
+    args = typing.get_args(typ)
+    if origin in (typing.Union, types.UnionType):
+        non_none = [a for a in args if a is not type(None)]
+        if text.lower() in ("none", "null", "") and type(None) in args:
+            return None
+        if len(non_none) == 1:
+            return _parse_value(name, text, non_none[0])
+    if origin is tuple:
+        elem = args[0] if args else str
+        parts = [p for p in text.replace(" ", "").split(",") if p]
+        return tuple(_parse_value(name, p, elem) for p in parts)
+    if origin is typing.Literal:
+        if text not in args:
+            raise ConfigError(f"--set {name}={text}: must be one of {', '.join(map(str, args))}")
+        return text
+    try:
+        if typ is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if typ is int:
+            f = float(text)
+            if f != int(f):
+                raise ValueError
+            return int(f)
+        if typ is float:
+            return float(text)
+        if typ is str:
+            return text
+    except ValueError:
+        raise ConfigError(f"--set {name}={text}: expected a value of type {typ.__name__}") from None
+    raise ConfigError(f"--set {name}: cannot parse values of type {typ}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Base class of experiment configs. Subclasses declare fields, ``PRESETS`` and ``validate``."""
+
+    PRESETS: typing.ClassVar[dict[str, dict]] = {}
+    COST: typing.ClassVar[dict[str, str]] = {}
+
+    @classmethod
+    def preset(cls, name: str = "quick") -> "Config":
+        if name not in cls.PRESETS:
+            raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(cls.PRESETS)}")
+        cfg = cls(**cls.PRESETS[name])
+        cfg.validate()
+        return cfg
+
+    def override(self, assignments: list[str] | dict[str, Any]) -> "Config":
+        """Apply ``["key=value", ...]`` (strings parsed by the field's type) or a dict of values."""
+        fields = {f.name: f for f in dataclasses.fields(self)}
+        hints = typing.get_type_hints(type(self))
+        changes = {}
+        items = assignments.items() if isinstance(assignments, dict) else None
+        if items is None:
+            items = []
+            for a in assignments:
+                if "=" not in a:
+                    raise ConfigError(f"--set {a!r}: expected key=value")
+                k, v = a.split("=", 1)
+                items.append((k.strip(), v.strip()))
+        for k, v in items:
+            if k not in fields:
+                import difflib
+
+                close = difflib.get_close_matches(k, fields, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; valid keys: {', '.join(fields)}"
+                raise ConfigError(f"unknown config key {k!r} for {type(self).__name__}{hint}")
+            changes[k] = _parse_value(k, v, hints[k]) if isinstance(v, str) and hints[k] is not str else v
+        cfg = dataclasses.replace(self, **changes)
+        cfg.validate()
+        return cfg
+
+    def validate(self) -> None:  # pragma: no cover - subclasses extend
+        pass
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def require(cond: bool, message: str) -> None:
+    """Raise ``ConfigError(message)`` unless ``cond``."""
+    if not cond:
+        raise ConfigError(message)

@@ -1,0 +1,255 @@
+"""``sphere-relu`` and ``sphere-quadratic``: train on the two spheres, then measure the error rate.
+
+Gilmer et al. 2018, §3-4. Paper settings: d = 500, R = 1.3, Adam lr 1e-4, batch 50, 10^6 steps of
+online data (50M samples), 10^7 evaluation points per sphere; ReLU net 2 × 1000 with BatchNorm;
+quadratic net h = 1000. No errors were found in 10^7 samples per sphere.
+
+Commands (results in README "Results")::
+
+    spheres run sphere-quadratic --preset quick --out runs/quad-quick     # ~1 min on 2 CPU cores
+    spheres run sphere-relu --preset paper --out runs/relu-paper          # ~1 h on 2 CPU cores
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import typing
+from typing import Literal
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .. import data as sdata
+from .. import evaluate, models, train
+from ..checkpoint import Checkpoints
+from ..config import Config, require
+from ..results import RunDir
+from ..sharding import data_mesh
+from . import register
+
+
+@dataclasses.dataclass(frozen=True)
+class SphereTrainConfig(Config):
+    """Training and evaluation of one sphere model.
+
+    ``train_size = 0`` means online data (a fresh batch every step); ``N > 0`` a fixed set of N
+    points, reshuffled every epoch. ``steps`` must be a multiple of ``chunk_steps`` and
+    ``ckpt_every`` a multiple of ``chunk_steps``.
+    """
+
+    model: Literal["relu", "quadratic"] = "relu"
+    d: int = 500
+    R: float = 1.3
+    widths: tuple[int, ...] = (1000, 1000)   # ReLU hidden widths
+    hidden: int = 1000                        # quadratic width h
+    batch: int = 50
+    steps: int = 1_000_000
+    lr: float = 1e-4
+    optimizer: Literal["adam", "sgd", "momentum"] = "adam"
+    train_size: int = 0
+    eval_samples: int = 10_000_000           # per sphere
+    eval_chunk: int = 10_000
+    chunk_steps: int = 1000
+    ckpt_every: int = 10_000
+    seed: int = 0
+
+    def validate(self) -> None:
+        require(self.d >= 2, f"d must be >= 2 (got {self.d})")
+        require(self.R > 1, f"R must be > 1 (the outer radius; got {self.R})")
+        require(all(w >= 1 for w in self.widths) and len(self.widths) >= 1,
+                f"widths must be positive integers, e.g. widths=1000,1000 (got {self.widths})")
+        require(self.hidden >= 1, f"hidden must be >= 1 (got {self.hidden})")
+        require(self.batch >= 2, f"batch must be >= 2 (got {self.batch})")
+        require(self.steps >= 0, f"steps must be >= 0 (got {self.steps})")
+        require(self.chunk_steps >= 1, f"chunk_steps must be >= 1 (got {self.chunk_steps})")
+        require(self.steps % self.chunk_steps == 0,
+                f"steps ({self.steps}) must be a multiple of chunk_steps ({self.chunk_steps})")
+        require(self.ckpt_every >= self.chunk_steps and self.ckpt_every % self.chunk_steps == 0,
+                f"ckpt_every ({self.ckpt_every}) must be a positive multiple of chunk_steps "
+                f"({self.chunk_steps})")
+        require(self.lr > 0 and np.isfinite(self.lr), f"lr must be positive (got {self.lr})")
+        require(self.train_size == 0 or self.train_size >= self.batch,
+                f"train_size must be 0 (online) or >= batch (got {self.train_size})")
+        require(self.eval_samples >= 1, f"eval_samples must be >= 1 (got {self.eval_samples})")
+        require(self.eval_chunk >= 1, f"eval_chunk must be >= 1 (got {self.eval_chunk})")
+        ndev = jax.device_count()
+        require(self.batch % ndev == 0,
+                f"batch {self.batch} is not divisible by the {ndev} visible devices; use a multiple of {ndev}")
+
+
+def make_model(cfg: SphereTrainConfig):
+    if cfg.model == "relu":
+        return models.SphereMLP(features=tuple(cfg.widths))
+    return models.QuadraticNet(hidden=cfg.hidden)
+
+
+_PAPER = dict(d=500, R=1.3, batch=50, steps=1_000_000, lr=1e-4, eval_samples=10_000_000,
+              chunk_steps=1000, ckpt_every=20_000)
+
+
+@dataclasses.dataclass(frozen=True)
+class ReluConfig(SphereTrainConfig):
+    PRESETS: typing.ClassVar = {
+        "quick": dict(model="relu", d=20, widths=(128, 128), batch=50, steps=3000, chunk_steps=500,
+                      ckpt_every=1000, eval_samples=100_000),
+        "medium": dict(model="relu", d=500, widths=(1000, 1000), batch=50, steps=100_000,
+                       chunk_steps=1000, ckpt_every=10_000, eval_samples=1_000_000),
+        "paper": dict(model="relu", widths=(1000, 1000), **_PAPER),
+    }
+    COST: typing.ClassVar = {"quick": "~1 min CPU", "medium": "~10 min CPU",
+                             "paper": "~1-2 h on 2 CPU cores; minutes on a GPU"}
+
+
+@dataclasses.dataclass(frozen=True)
+class QuadraticConfig(SphereTrainConfig):
+    model: Literal["relu", "quadratic"] = "quadratic"
+    PRESETS: typing.ClassVar = {
+        "quick": dict(model="quadratic", d=50, hidden=100, batch=50, steps=20_000, lr=1e-3,
+                      chunk_steps=1000, ckpt_every=5000, eval_samples=200_000),
+        "medium": dict(model="quadratic", d=500, hidden=1000, batch=50, steps=200_000,
+                       chunk_steps=1000, ckpt_every=10_000, eval_samples=1_000_000),
+        "paper": dict(model="quadratic", hidden=1000, **_PAPER),
+    }
+    COST: typing.ClassVar = {"quick": "~1 min CPU", "medium": "~15 min CPU",
+                             "paper": "~1 h on 2 CPU cores; minutes on a GPU"}
+
+
+def keys(seed: int) -> dict[str, jax.Array]:
+    """Named, independent keys from one seed: init, data, eval (STYLE.md principle 4)."""
+    root = jax.random.key(seed)
+    return {name: jax.random.fold_in(root, i) for i, name in enumerate(("init", "data", "eval", "attack"))}
+
+
+def make_data(cfg: SphereTrainConfig, key: jax.Array):
+    if cfg.train_size:
+        return sdata.make_finite_set(key, cfg.train_size, cfg.d, cfg.R)
+    return train.OnlineData(key, cfg.batch, cfg.d, cfg.R)
+
+
+def train_model(cfg: SphereTrainConfig, run_dir: RunDir, *, progress: bool = True,
+                extra_metrics: typing.Callable[[train.TrainState], dict] | None = None,
+                init_variables=None) -> tuple[train.TrainState, dict]:
+    """Train (or resume) the config's model in ``run_dir``; returns ``(state, timing)``.
+
+    Checkpoints every ``ckpt_every`` steps and at the end; logs one metrics line per chunk
+    (plus ``extra_metrics(state)`` when given). On resume, metric lines after the restored step are
+    dropped and recomputed, so ``metrics.jsonl`` equals an uninterrupted run's.
+    """
+    k = keys(cfg.seed)
+    model = make_model(cfg)
+    tx = train.make_optimizer(cfg.optimizer, cfg.lr)
+    state = train.create_train_state(model, tx, cfg.d, key=k["init"], variables=init_variables)
+    data = make_data(cfg, k["data"])
+    t0 = time.time()
+    with Checkpoints(run_dir.ckpt_dir) as ckpt:
+        state = ckpt.restore_or(state)
+        start = int(state.step)
+        run_dir.truncate_metrics(start)
+        if start == 0 and extra_metrics is not None:
+            run_dir.log_metrics({"step": 0, **extra_metrics(state)})
+
+        def on_chunk(st, m):
+            step = m["step"]
+            rec = dict(m)
+            if extra_metrics is not None:
+                rec.update(extra_metrics(st))
+            run_dir.log_metrics(rec)
+            if step % cfg.ckpt_every == 0 or step == cfg.steps:
+                ckpt.save(step, st)
+
+        state = train.train(state, data, num_steps=cfg.steps, chunk=cfg.chunk_steps,
+                            batch=cfg.batch, on_chunk=on_chunk, progress=progress,
+                            desc=f"train {cfg.model} d={cfg.d}")
+    seconds = time.time() - t0
+    done = cfg.steps - start
+    return state, {"train_seconds": round(seconds, 3), "steps_this_start": done,
+                   "resumed_from_step": start,
+                   "steps_per_second": round(done / seconds, 2) if done and seconds > 0 else None}
+
+
+def measure_error_rates(cfg: SphereTrainConfig, state: train.TrainState, *, progress: bool = True):
+    variables = train.variables_of(state)
+    return evaluate.two_sphere_error_rates(_batch_logits_for(state.model), variables,
+                                           key=keys(cfg.seed)["eval"], d=cfg.d, R=cfg.R,
+                                           n=cfg.eval_samples, chunk=cfg.eval_chunk,
+                                           progress=progress)
+
+
+_BATCH_LOGITS: dict = {}
+
+
+def _batch_logits_for(model):
+    """A stable function object per model, so evaluation compiles once per model."""
+    if model not in _BATCH_LOGITS:
+        _BATCH_LOGITS[model] = lambda variables, x: model.apply(variables, x, train=False)
+    return _BATCH_LOGITS[model]
+
+
+def run_sphere_training(cfg: SphereTrainConfig, run_dir: RunDir, *, progress: bool = True,
+                        extra_metrics=None) -> dict:
+    t0 = time.time()
+    state, timing = train_model(cfg, run_dir, progress=progress, extra_metrics=extra_metrics)
+    t1 = time.time()
+    rates = measure_error_rates(cfg, state, progress=progress)
+    eval_seconds = time.time() - t1
+    metrics = run_dir.read_metrics()
+    last = metrics[-1] if metrics else {}
+    summary = {
+        "experiment": run_dir.experiment,
+        "model": cfg.model, "d": cfg.d, "R": cfg.R, "steps": cfg.steps, "batch": cfg.batch,
+        "train_size": cfg.train_size, "seed": cfg.seed,
+        "params": models.count_params(train.variables_of(state)),
+        "final_train_loss": last.get("loss"),
+        "final_train_accuracy": last.get("accuracy"),
+        "error_rate": {k: v.as_dict() for k, v in rates.items()},
+        "train_seconds": timing["train_seconds"], "eval_seconds": round(eval_seconds, 3),
+        "steps_per_second": timing["steps_per_second"],
+        "resumed_from_step": timing["resumed_from_step"],
+        "wall_seconds": round(time.time() - t0, 3),
+        "devices": jax.device_count(), "backend": jax.default_backend(),
+    }
+    run_dir.write_summary(summary)
+    return summary
+
+
+def format_table(summary: dict) -> str:
+    """The result table printed by ``spheres run`` / ``make run``."""
+    er = summary["error_rate"]
+    conf = er["inner"]["confidence"]
+    rows = [("model", f"{summary['model']}  (d={summary['d']}, R={summary['R']}, "
+                      f"{summary['params']:,} params)"),
+            ("training", f"{summary['steps']:,} steps × batch {summary['batch']}"
+                         + (f" on N={summary['train_size']:,}" if summary["train_size"] else " online")),
+            ("final training loss", f"{summary['final_train_loss']:.4g}"
+             if summary["final_train_loss"] is not None else "-")]
+    for sphere in ("inner", "outer"):
+        e = er[sphere]
+        rows.append((f"error rate, {sphere} sphere",
+                     f"{e['errors']}/{e['n']:,} = {e['rate']:.3g}  "
+                     f"[{e['lower']:.3g}, {e['upper']:.3g}] ({conf:.0%} Clopper-Pearson)"))
+    for k, label in (("train_seconds", "train time (s)"), ("eval_seconds", "eval time (s)"),
+                     ("wall_seconds", "wall time (s)")):
+        rows.append((label, f"{summary[k]:.1f}"))
+    if summary.get("steps_per_second"):
+        rows.append(("training speed", f"{summary['steps_per_second']:.0f} steps/s"))
+    for extra in summary.get("table_rows", []):
+        rows.append(tuple(extra))
+    w = max(len(r[0]) for r in rows)
+    line = "-" * (w + 2 + max(len(r[1]) for r in rows))
+    return "\n".join([f"{summary['experiment']}", line] + [f"{a:<{w}}  {b}" for a, b in rows] + [line])
+
+
+@register("sphere-relu", ReluConfig,
+          "ReLU+BatchNorm net on the two spheres (Gilmer §3): train, error rate per sphere",
+          table=format_table)
+def run_relu(cfg: ReluConfig, run_dir: RunDir, *, progress: bool = True) -> dict:
+    return run_sphere_training(cfg, run_dir, progress=progress)
+
+
+@register("sphere-quadratic", QuadraticConfig,
+          "quadratic net (Gilmer §4): train, alpha spectrum, error rate per sphere",
+          table=format_table)
+def run_quadratic(cfg: QuadraticConfig, run_dir: RunDir, *, progress: bool = True) -> dict:
+    return run_sphere_training(cfg, run_dir, progress=progress)

@@ -1,0 +1,80 @@
+"""The CLI: one clear line and a non-zero exit for every bad input; list / run / show work."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from spheres.cli import main
+
+TINY = ["--set", "d=5", "--set", "hidden=6", "--set", "steps=100", "--set", "chunk_steps=50",
+        "--set", "ckpt_every=50", "--set", "eval_samples=1000", "--no-progress"]
+
+
+def _cli(*args, devices=1):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+    return subprocess.run([sys.executable, "-m", "spheres", *args], env=env, capture_output=True,
+                          text=True, timeout=600)
+
+
+def _one_error_line(out, fragment):
+    assert out.returncode == 2
+    lines = out.stderr.strip().splitlines()
+    assert "Traceback" not in out.stderr
+    assert lines[-1].startswith("spheres: error:") and fragment in lines[-1], out.stderr
+
+
+@pytest.mark.parametrize("args,fragment", [
+    (["run", "sphere-quadratc"], "did you mean 'sphere-quadratic'"),
+    (["run", "sphere-quadratic", "--preset", "huge"], "unknown preset 'huge'"),
+    (["run", "sphere-quadratic", "--set", "dd=5"], "unknown config key 'dd'"),
+    (["run", "sphere-quadratic", "--set", "d=-3"], "d must be >= 2"),
+    (["run", "sphere-quadratic", "--set", "R=0.9"], "R must be > 1"),
+    (["run", "sphere-quadratic", "--set", "d=abc"], "expected a value of type int"),
+    (["run", "sphere-quadratic", "--set", "steps=1001"], "multiple of chunk_steps"),
+    (["run", "sphere-quadratic", "--set", "optimizer=lbfgs"], "must be one of adam, sgd, momentum"),
+    (["run", "sphere-quadratic", "--out", "/proc/version/run"], "run directory"),
+    (["show", "/nonexistent/run"], "not a run directory"),
+])
+def test_bad_inputs_give_one_line_and_exit_2(args, fragment, capsys):
+    # in-process: fast, and the same code path as the console script
+    code = main(args)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("spheres: error:") and fragment in err[-1], err
+
+
+def test_batch_not_divisible_by_devices_via_console():
+    _one_error_line(_cli("run", "sphere-quadratic", "--set", "batch=50", devices=4),
+                    "not divisible by the 4 visible devices")
+
+
+def test_run_show_resume_and_conflict(tmp_path):
+    out = tmp_path / "run"
+    r = _cli("run", "sphere-quadratic", "--out", str(out), *TINY)
+    assert r.returncode == 0, r.stderr
+    assert "error rate, inner sphere" in r.stdout and "wall time" in r.stdout
+    for f in ("config.json", "manifest.json", "metrics.jsonl", "summary.json"):
+        assert (out / f).exists()
+    assert (out / "ckpt").is_dir()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["environment"]["jax"] and manifest["seed"] == 0
+    # same command again: resumes (nothing left to train) and prints the same error counts
+    r2 = _cli("run", "sphere-quadratic", "--out", str(out), *TINY)
+    assert r2.returncode == 0
+    s = json.loads((out / "summary.json").read_text())
+    assert s["resumed_from_step"] == 100
+    # a different config into the same directory is refused, then allowed with --force
+    _one_error_line(_cli("run", "sphere-quadratic", "--out", str(out), *TINY, "--seed", "3"),
+                    "already holds a different run")
+    assert _cli("run", "sphere-quadratic", "--out", str(out), *TINY, "--seed", "3", "--force").returncode == 0
+    shown = _cli("show", str(out))
+    assert shown.returncode == 0 and "error rate, outer sphere" in shown.stdout
+
+
+def test_list_names_experiments_and_presets():
+    r = _cli("list")
+    assert r.returncode == 0
+    assert "sphere-relu" in r.stdout and "sphere-quadratic" in r.stdout and "--preset paper" in r.stdout
