@@ -149,6 +149,7 @@ class RunDir:
         path = Path(path)
         cfg = json.loads(to_json(config))
         record = {"experiment": experiment, "config": cfg}
+        defaults = _field_defaults(config)
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -161,6 +162,8 @@ class RunDir:
                 old = read_json(existing)
             except (OSError, ValueError):
                 old = None
+            if isinstance(old, dict) and _same_run(old, record, defaults):
+                old = record  # written by an older version: fields added since are at their defaults
             if old != record:
                 if not force:
                     what = (f"experiment {old.get('experiment')!r}" if isinstance(old, dict)
@@ -251,6 +254,28 @@ class RunDir:
     @property
     def ckpt_dir(self) -> Path:
         return self.path / "ckpt"
+
+
+def _field_defaults(config) -> dict:
+    """JSON form of a config dataclass's field defaults (``{}`` for a plain dict config)."""
+    if not dataclasses.is_dataclass(config):
+        return {}
+    out = {}
+    for f in dataclasses.fields(config):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = json.loads(to_json(f.default))
+    return out
+
+
+def _same_run(old: dict, new: dict, defaults: dict) -> bool:
+    """Same experiment and config, where keys missing from ``old`` count only if the new value is
+    the field's default (so a run started before a field existed resumes under a newer version)."""
+    if old.get("experiment") != new["experiment"]:
+        return False
+    o, n = old.get("config", {}), new["config"]
+    if set(o) - set(n):
+        return False
+    return all(o[k] == v if k in o else (k in defaults and defaults[k] == v) for k, v in n.items())
 
 
 def _now() -> str:

@@ -78,3 +78,27 @@ def test_list_names_experiments_and_presets():
     r = _cli("list")
     assert r.returncode == 0
     assert "sphere-relu" in r.stdout and "sphere-quadratic" in r.stdout and "--preset paper" in r.stdout
+
+
+def test_run_dir_accepts_config_from_older_version_with_new_fields_at_default(tmp_path):
+    """A run started before a config field existed resumes when the new field is at its default,
+    and is refused when it is not."""
+    import dataclasses
+
+    from spheres.config import Config
+    from spheres.results import RunDir, RunDirConflict
+
+    @dataclasses.dataclass(frozen=True)
+    class Old(Config):
+        a: int = 1
+
+    @dataclasses.dataclass(frozen=True)
+    class New(Config):
+        a: int = 1
+        b: float = 0.5
+
+    RunDir.open(tmp_path, "exp", Old())
+    RunDir.open(tmp_path, "exp", New())                      # b at its default: same run
+    assert json.loads((tmp_path / "config.json").read_text())["config"] == {"a": 1, "b": 0.5}
+    with pytest.raises(RunDirConflict, match="b: 0.5 -> 0.7"):
+        RunDir.open(tmp_path, "exp", New(b=0.7))
