@@ -53,6 +53,9 @@ class SphereTrainConfig(Config):
     eval_chunk: int = 10_000
     chunk_steps: int = 1000
     ckpt_every: int = 10_000
+    track_every: int = 0          # quadratic: alpha/theory metrics every this many steps (0: every chunk)
+    track_eval_every: int = 0     # measured error rate during training every this many steps (0: off)
+    track_eval_samples: int = 100_000
     seed: int = 0
 
     def validate(self) -> None:
@@ -74,6 +77,12 @@ class SphereTrainConfig(Config):
                 f"train_size must be 0 (online) or >= batch (got {self.train_size})")
         require(self.eval_samples >= 1, f"eval_samples must be >= 1 (got {self.eval_samples})")
         require(self.eval_chunk >= 1, f"eval_chunk must be >= 1 (got {self.eval_chunk})")
+        for name in ("track_every", "track_eval_every"):
+            v = getattr(self, name)
+            require(v >= 0 and v % self.chunk_steps == 0,
+                    f"{name} ({v}) must be 0 or a multiple of chunk_steps ({self.chunk_steps})")
+        require(self.track_eval_samples >= 1,
+                f"track_eval_samples must be >= 1 (got {self.track_eval_samples})")
         ndev = jax.device_count()
         require(self.batch % ndev == 0,
                 f"batch {self.batch} is not divisible by the {ndev} visible devices; use a multiple of {ndev}")
@@ -107,10 +116,13 @@ class QuadraticConfig(SphereTrainConfig):
     model: Literal["relu", "quadratic"] = "quadratic"
     PRESETS: typing.ClassVar = {
         "quick": dict(model="quadratic", d=50, hidden=100, batch=50, steps=20_000, lr=1e-3,
-                      chunk_steps=1000, ckpt_every=5000, eval_samples=200_000),
+                      chunk_steps=1000, ckpt_every=5000, eval_samples=200_000, track_every=1000,
+                      track_eval_every=5000, track_eval_samples=20_000),
         "medium": dict(model="quadratic", d=500, hidden=1000, batch=50, steps=200_000,
-                       chunk_steps=1000, ckpt_every=10_000, eval_samples=1_000_000),
-        "paper": dict(model="quadratic", hidden=1000, **_PAPER),
+                       chunk_steps=1000, ckpt_every=10_000, eval_samples=1_000_000,
+                       track_every=5000, track_eval_every=50_000),
+        "paper": dict(model="quadratic", hidden=1000, track_every=5000, track_eval_every=50_000,
+                      **_PAPER),
     }
     COST: typing.ClassVar = {"quick": "~1 min CPU", "medium": "~15 min CPU",
                              "paper": "~1 h on 2 CPU cores; minutes on a GPU"}
@@ -187,9 +199,63 @@ def _batch_logits_for(model):
     return _BATCH_LOGITS[model]
 
 
+def quadratic_theory(params, R: float) -> dict:
+    """The quadratic net's alpha spectrum and theory error rates (Gilmer §4), host-side float64.
+
+    Returns ``{"alpha_fraction_in_range", "alpha_below", "alpha_above", "alpha_min", "alpha_max",
+    "perfect", "log10_clt_inner", "log10_clt_outer", "log10_exact_inner", "log10_exact_outer"}``
+    (log10 so that rates like 1e-200 survive JSON); ``{"alpha_valid": False}`` when ``b >= 0``.
+    """
+    import theory
+
+    W, w, b = (np.asarray(params[k], np.float64) for k in ("W", "w", "b"))
+    if not b < 0:
+        return {"alpha_valid": False}
+    with jax.enable_x64(True):
+        alpha = np.asarray(theory.alphas(W, w, b))
+        out = {"alpha_fraction_in_range": float(theory.fraction_in_range(alpha, R)),
+               "alpha_below": int((alpha < 1 / R**2).sum()), "alpha_above": int((alpha > 1).sum()),
+               "alpha_min": float(alpha[0]), "alpha_max": float(alpha[-1]),
+               "perfect": bool(theory.is_perfect(alpha, R))}
+        ln10 = np.log(10.0)
+        for sphere in ("inner", "outer"):
+            out[f"log10_clt_{sphere}"] = float(theory.clt_error_rate(alpha, sphere=sphere, R=R, log=True)) / ln10
+            out[f"log10_exact_{sphere}"] = float(theory.exact_error_rate(alpha, sphere=sphere, R=R, log=True)) / ln10
+    return out
+
+
+def make_tracker(cfg: SphereTrainConfig) -> typing.Callable[[train.TrainState], dict] | None:
+    """Metrics logged during training beyond loss/accuracy: the quadratic net's alpha spectrum and
+    theory error rates every ``track_every`` steps, and a measured error rate every
+    ``track_eval_every`` steps (``track_eval_samples`` per sphere, a key per step)."""
+    every = cfg.track_every or cfg.chunk_steps
+    if cfg.model != "quadratic" and not cfg.track_eval_every:
+        return None
+
+    def track(state: train.TrainState) -> dict:
+        step = int(state.step)
+        out = {}
+        if cfg.model == "quadratic" and step % every == 0:
+            out.update(quadratic_theory(jax.device_get(state.params), cfg.R))
+        if cfg.track_eval_every and step % cfg.track_eval_every == 0:
+            rates = evaluate.two_sphere_error_rates(
+                _batch_logits_for(state.model), train.variables_of(state),
+                key=jax.random.fold_in(keys(cfg.seed)["eval"], step + 1), d=cfg.d, R=cfg.R,
+                n=cfg.track_eval_samples, chunk=min(cfg.eval_chunk, cfg.track_eval_samples),
+                progress=False)
+            for sphere, r in rates.items():
+                out[f"measured_{sphere}_errors"] = r.errors
+                out[f"measured_{sphere}_n"] = r.n
+        return out
+
+    return track
+
+
 def run_sphere_training(cfg: SphereTrainConfig, run_dir: RunDir, *, progress: bool = True,
                         extra_metrics=None) -> dict:
     t0 = time.time()
+    if extra_metrics is None:
+        extra_metrics = make_tracker(cfg)
     state, timing = train_model(cfg, run_dir, progress=progress, extra_metrics=extra_metrics)
     t1 = time.time()
     rates = measure_error_rates(cfg, state, progress=progress)
@@ -210,8 +276,30 @@ def run_sphere_training(cfg: SphereTrainConfig, run_dir: RunDir, *, progress: bo
         "wall_seconds": round(time.time() - t0, 3),
         "devices": jax.device_count(), "backend": jax.default_backend(),
     }
+    if cfg.model == "quadratic":
+        th = quadratic_theory(jax.device_get(state.params), cfg.R)
+        summary["theory"] = th
+        perfect_steps = [m["step"] for m in metrics if m.get("perfect")]
+        summary["first_perfect_step"] = perfect_steps[0] if perfect_steps else None
+        if th.get("alpha_valid", True):
+            d = cfg.d
+            summary["table_rows"] = [
+                ("alpha in [1/R^2, 1]", f"{th['alpha_fraction_in_range']:.1%} ({th['alpha_below']} below, "
+                                        f"{th['alpha_above']} above of {d}); perfect: {th['perfect']}"),
+                ("first perfect step", str(summary["first_perfect_step"])),
+            ] + [(f"theory, {s} sphere", f"exact {_fmt_log10(th[f'log10_exact_{s}'])}, "
+                                         f"CLT {_fmt_log10(th[f'log10_clt_{s}'])}")
+                 for s in ("inner", "outer")]
     run_dir.write_summary(summary)
     return summary
+
+
+def _fmt_log10(v: float) -> str:
+    if v == -np.inf:
+        return "0"
+    if v > -300:
+        return f"{10 ** v:.3g}"
+    return f"10^{v:.1f}"
 
 
 def format_table(summary: dict) -> str:
