@@ -3,6 +3,7 @@
     spheres list
     spheres run EXPERIMENT [--preset P] [--out DIR] [--seed N] [--set key=value ...] [--force]
     spheres show DIR
+    spheres report DIR... [--out FILE]
 
 Errors in what the user asked for print one line (``spheres: error: ...``) and exit with code 2;
 an interrupted run exits 130 and resumes when the same command is run again.
@@ -35,6 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true")
     s = sub.add_parser("show", help="print a run directory's config and result table")
     s.add_argument("run_dir", type=Path)
+    rp = sub.add_parser("report", help="paper-vs-ours Markdown report from run directories")
+    rp.add_argument("run_dirs", type=Path, nargs="+")
+    rp.add_argument("--out", type=Path, default=None, help="write the report here (default: stdout)")
     return p
 
 
@@ -58,6 +62,7 @@ def _cmd_run(args) -> int:
     out = args.out or Path("runs") / f"{args.experiment}-{args.preset}-s{cfg.seed}"
     print(f"spheres: {args.experiment} --preset {args.preset} -> {out}", file=sys.stderr)
     run_dir = experiments.RunDir.open(out, args.experiment, cfg, force=args.force)
+    run_dir.update_manifest(preset=args.preset, overrides=args.overrides)
     summary = exp.run(cfg, run_dir, progress=not args.no_progress)
     print(exp.table(summary) if exp.table else json.dumps(summary, indent=2))
     print(f"results in {out}", file=sys.stderr)
@@ -80,6 +85,20 @@ def _cmd_show(args) -> int:
     return 0
 
 
+def _cmd_report(args) -> int:
+    from .report import build_report
+    from .results import atomic_write_bytes
+
+    text = build_report(args.run_dirs, args.out)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(args.out, text.encode())
+        print(f"report written to {args.out}", file=sys.stderr)
+    else:
+        print(text)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .config import ConfigError
@@ -90,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             return _cmd_list()
         if args.command == "run":
             return _cmd_run(args)
+        if args.command == "report":
+            return _cmd_report(args)
         return _cmd_show(args)
     except (ConfigError, RunDirConflict, FileNotFoundError, PermissionError, NotADirectoryError,
             ValueError) as e:

@@ -56,6 +56,10 @@ class SphereTrainConfig(Config):
     track_every: int = 0          # quadratic: alpha/theory metrics every this many steps (0: every chunk)
     track_eval_every: int = 0     # measured error rate during training every this many steps (0: off)
     track_eval_samples: int = 100_000
+    attack_samples: int = 1000    # inner-sphere test points attacked after training (0: no attacks)
+    attack_step_size: float = 0.01
+    attack_steps: int = 1000      # sphere attack, nearest mode
+    worst_case_steps: int = 1000  # sphere attack, worst-case mode
     seed: int = 0
 
     def validate(self) -> None:
@@ -81,6 +85,10 @@ class SphereTrainConfig(Config):
             v = getattr(self, name)
             require(v >= 0 and v % self.chunk_steps == 0,
                     f"{name} ({v}) must be 0 or a multiple of chunk_steps ({self.chunk_steps})")
+        require(self.attack_samples >= 0, f"attack_samples must be >= 0 (got {self.attack_samples})")
+        require(self.attack_step_size > 0, f"attack_step_size must be > 0 (got {self.attack_step_size})")
+        require(self.attack_steps >= 1 and self.worst_case_steps >= 1,
+                "attack_steps and worst_case_steps must be >= 1")
         require(self.track_eval_samples >= 1,
                 f"track_eval_samples must be >= 1 (got {self.track_eval_samples})")
         ndev = jax.device_count()
@@ -102,7 +110,8 @@ _PAPER = dict(d=500, R=1.3, batch=50, steps=1_000_000, lr=1e-4, eval_samples=10_
 class ReluConfig(SphereTrainConfig):
     PRESETS: typing.ClassVar = {
         "quick": dict(model="relu", d=20, widths=(128, 128), batch=50, steps=3000, chunk_steps=500,
-                      ckpt_every=1000, eval_samples=100_000),
+                      ckpt_every=1000, eval_samples=100_000, attack_samples=100, attack_steps=300,
+                      worst_case_steps=300),
         "medium": dict(model="relu", d=500, widths=(1000, 1000), batch=50, steps=100_000,
                        chunk_steps=1000, ckpt_every=10_000, eval_samples=1_000_000),
         "paper": dict(model="relu", widths=(1000, 1000), **_PAPER),
@@ -117,7 +126,8 @@ class QuadraticConfig(SphereTrainConfig):
     PRESETS: typing.ClassVar = {
         "quick": dict(model="quadratic", d=50, hidden=100, batch=50, steps=20_000, lr=1e-3,
                       chunk_steps=1000, ckpt_every=5000, eval_samples=200_000, track_every=1000,
-                      track_eval_every=5000, track_eval_samples=20_000),
+                      track_eval_every=5000, track_eval_samples=20_000, attack_samples=100,
+                      attack_steps=300, worst_case_steps=300),
         "medium": dict(model="quadratic", d=500, hidden=1000, batch=50, steps=200_000,
                        chunk_steps=1000, ckpt_every=10_000, eval_samples=1_000_000,
                        track_every=5000, track_eval_every=50_000),
@@ -273,9 +283,22 @@ def run_sphere_training(cfg: SphereTrainConfig, run_dir: RunDir, *, progress: bo
         "train_seconds": timing["train_seconds"], "eval_seconds": round(eval_seconds, 3),
         "steps_per_second": timing["steps_per_second"],
         "resumed_from_step": timing["resumed_from_step"],
-        "wall_seconds": round(time.time() - t0, 3),
         "devices": jax.device_count(), "backend": jax.default_backend(),
     }
+    rows = []
+    if cfg.attack_samples:
+        from .manifold import distance_histogram, manifold_analysis
+
+        t2 = time.time()
+        analysis, arrays = manifold_analysis(
+            state.model, train.variables_of(state), d=cfg.d, R=cfg.R, key=keys(cfg.seed)["attack"],
+            n=cfg.attack_samples, step_size=cfg.attack_step_size, num_steps=cfg.attack_steps,
+            worst_case_steps=cfg.worst_case_steps)
+        analysis["seconds"] = round(time.time() - t2, 2)
+        summary["attacks"] = analysis
+        run_dir.save_arrays("attacks", **arrays)
+        distance_histogram(run_dir, arrays, f"{cfg.model} d={cfg.d}: nearest errors from inner-sphere points")
+        rows += _attack_rows(analysis)
     if cfg.model == "quadratic":
         th = quadratic_theory(jax.device_get(state.params), cfg.R)
         summary["theory"] = th
@@ -283,15 +306,31 @@ def run_sphere_training(cfg: SphereTrainConfig, run_dir: RunDir, *, progress: bo
         summary["first_perfect_step"] = perfect_steps[0] if perfect_steps else None
         if th.get("alpha_valid", True):
             d = cfg.d
-            summary["table_rows"] = [
+            rows += [
                 ("alpha in [1/R^2, 1]", f"{th['alpha_fraction_in_range']:.1%} ({th['alpha_below']} below, "
                                         f"{th['alpha_above']} above of {d}); perfect: {th['perfect']}"),
                 ("first perfect step", str(summary["first_perfect_step"])),
             ] + [(f"theory, {s} sphere", f"exact {_fmt_log10(th[f'log10_exact_{s}'])}, "
                                          f"CLT {_fmt_log10(th[f'log10_clt_{s}'])}")
                  for s in ("inner", "outer")]
+    summary["table_rows"] = rows
+    summary["wall_seconds"] = round(time.time() - t0, 3)
     run_dir.write_summary(summary)
     return summary
+
+
+def _attack_rows(a: dict) -> list[tuple[str, str]]:
+    on, off = a["on_manifold_nearest"], a["off_manifold_nearest"]
+    n = a["n_points"]
+    rows = [("on-manifold nearest error", f"found for {on['found']}/{n}"
+             + (f"; distance mean {on['distance']['mean']:.4f}, median {on['distance']['median']:.4f}"
+                if on["found"] else ""))]
+    rows.append(("worst-case manifold attack", f"success {a['worst_case']['success']}/{n}"))
+    rows.append(("off-manifold nearest error", f"found for {off['found']}/{n}"
+                 + (f"; min distance {off['distance']['min']:.4f} at norm {off['norm_at_min']:.4f}, "
+                    f"mean {off['distance']['mean']:.4f}" if off["found"] else "")))
+    rows.append(("random inner-pair distance", f"{a['random_pair_distance']['mean']:.4f} (sqrt 2 = 1.4142)"))
+    return rows
 
 
 def _fmt_log10(v: float) -> str:
