@@ -30,6 +30,7 @@ cross-entropy of the autoencoder's reconstruction; used for AE pre-training).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 import time
 from pathlib import Path
@@ -170,7 +171,17 @@ def objective(model, settings: TrainSettings, params, x, y, key):
 
 
 def make_optimizer(settings: TrainSettings, params) -> optax.GradientTransformation:
-    """Adam / SGD / momentum SGD at ``settings.lr``; parameters outside ``trainable`` are frozen."""
+    """Adam / SGD / momentum SGD at ``settings.lr``; parameters outside ``trainable`` are frozen.
+
+    The same object is returned for the same settings and parameter names, so a jitted epoch
+    (whose state carries the optimiser as a static field) compiles once per model and settings.
+    """
+    return _make_optimizer(settings, tuple(sorted(params)))
+
+
+@functools.lru_cache(maxsize=64)
+def _make_optimizer(settings: TrainSettings, names: tuple[str, ...]) -> optax.GradientTransformation:
+    params = dict.fromkeys(names)
     base = {"adam": lambda: optax.adam(settings.lr), "sgd": lambda: optax.sgd(settings.lr),
             "momentum": lambda: optax.sgd(settings.lr, momentum=0.9)}[settings.optimizer]()
     if settings.trainable is None:
@@ -179,8 +190,8 @@ def make_optimizer(settings: TrainSettings, params) -> optax.GradientTransformat
     if missing:
         raise ValueError(f"trainable names {sorted(missing)} are not parameters of the model "
                          f"(have {sorted(params)})")
-    labels = {k: jax.tree_util.tree_map(lambda _: "train" if k in settings.trainable else "freeze", v)
-              for k, v in params.items()}
+    labels = lambda p: {k: jax.tree_util.tree_map(  # noqa: E731
+        lambda _, k=k: "train" if k in settings.trainable else "freeze", v) for k, v in p.items()}
     return optax.multi_transform({"train": base, "freeze": optax.set_to_zero()}, labels)
 
 
@@ -211,6 +222,7 @@ class EpochMetrics(NamedTuple):
     first_bad_step: jax.Array
 
 
+@functools.lru_cache(maxsize=64)
 def make_epoch_runner(settings: TrainSettings, *, mesh=None) -> Callable:
     """Compile one epoch into a jitted ``lax.scan``: ``run(state, x, y, key, epoch) -> (state, EpochMetrics)``.
 
@@ -406,7 +418,9 @@ def evaluation_from_logits(model, logits: np.ndarray, y) -> Evaluation:
 
 
 def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", name).strip("_")
+    """A file-name-safe, collision-free form of a model name (``FC10(1e-4)`` -> ``FC10_1e-4``,
+    ``FC100-100-10'`` -> ``FC100-100-10_prime``)."""
+    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", name.replace("'", "_prime")).strip("_")
 
 
 def params_file(run_dir, name: str) -> Path:

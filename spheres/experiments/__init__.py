@@ -26,7 +26,7 @@ class Experiment:
 
 
 _REGISTRY: dict[str, Experiment] = {}
-_MODULES = ("sphere_train", "sphere_quadratic", "sphere_geometry")
+_MODULES = ("sphere_train", "sphere_quadratic", "sphere_geometry", "szegedy", "goodfellow")
 
 
 def register(name: str, config_cls: type[Config], description: str,

@@ -1,0 +1,1 @@
+"""Goodfellow, Shlens & Szegedy 2015, "Explaining and Harnessing Adversarial Examples" (in progress)."""

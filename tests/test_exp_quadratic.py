@@ -1,0 +1,81 @@
+"""Quick presets of the quadratic-network experiments (Gilmer §4): theory agrees with measurement."""
+
+import jax
+import numpy as np
+import pytest
+from scipy import stats
+
+import theory
+from spheres.experiments import make_config, run_experiment
+
+
+def _binom_consistent(rate: float, errors: int, n: int, level: float = 1e-4) -> bool:
+    """Is `errors` out of `n` consistent with the probability `rate`? Two-sided binomial test at
+    level 1e-4 (a correct theory fails it once in 10^4 runs; seeds are fixed so the suite is stable)."""
+    if rate == 0.0:
+        return errors == 0
+    return stats.binomtest(errors, n, min(rate, 1.0)).pvalue > level
+
+
+@pytest.fixture(scope="module")
+def quad(tmp_path_factory):
+    return run_experiment("sphere-quadratic", make_config("sphere-quadratic", "quick"),
+                          tmp_path_factory.mktemp("quad"))
+
+
+@pytest.fixture(scope="module")
+def finite(tmp_path_factory):
+    return run_experiment("sphere-quadratic-finite", make_config("sphere-quadratic-finite", "quick"),
+                          tmp_path_factory.mktemp("finite"))
+
+
+def test_online_quadratic_becomes_perfect_and_theory_matches(quad):
+    th = quad["theory"]
+    # online training at d = 50 reaches the perfect band well within 20k steps (first seen ~9k)
+    assert th["perfect"] and quad["first_perfect_step"] is not None
+    # a perfect net has exactly zero error probability, so no measured error may occur
+    assert quad["error_rate"]["inner"]["errors"] == 0 and quad["error_rate"]["outer"]["errors"] == 0
+    assert th["log10_exact_inner"] == -np.inf and th["log10_exact_outer"] == -np.inf
+    # ... while the CLT still predicts a positive rate: the CLT is wrong here by construction
+    assert th["log10_clt_inner"] > -np.inf
+
+
+def test_finite_sweep_exact_matches_measured_and_importance_mc(finite):
+    rows = finite["rows"]
+    assert [r["train_size"] for r in rows] == [100, 1000, 10_000]
+    for r in rows:
+        for s in ("inner", "outer"):
+            exact = 10 ** r[f"log10_exact_{s}"]
+            m = r["measured"][s]
+            assert _binom_consistent(exact, m["errors"], m["n"]), (r["train_size"], s, exact, m)
+            mc = r["importance_mc"][s]
+            if exact > 0:
+                # the importance-sampled estimate's 95% CLT interval, widened x2 for a 1e-4-level check
+                half = (mc["upper"] - mc["lower"])
+                assert mc["lower"] - half <= exact <= mc["upper"] + half, (r["train_size"], s, exact, mc)
+    # more data -> fewer alphas outside the band (monotone in this sweep)
+    outside = [r["alpha_outside"] for r in rows]
+    assert outside[0] >= outside[1] >= outside[2]
+
+
+def test_perfect_init_starts_perfect_then_drifts(tmp_path):
+    s = run_experiment("sphere-quadratic-perfect-init", make_config("sphere-quadratic-perfect-init", "quick"),
+                       tmp_path)
+    assert s["initial"]["step"] == 0 and s["initial"]["perfect"] and s["initial"]["alpha_fraction_in_range"] == 1.0
+    assert s["first_imperfect_step"] is not None and s["first_imperfect_step"] > 0
+    th = s["final_theory"]
+    for sphere in ("inner", "outer"):
+        e = s["error_rate"][sphere]
+        assert _binom_consistent(10 ** th[f"log10_exact_{sphere}"], e["errors"], e["n"])
+
+
+def test_simplified_model_matches_the_general_exact_formula(tmp_path):
+    cfg = make_config("sphere-simplified-model", "quick")
+    s = run_experiment("sphere-simplified-model", cfg, tmp_path)
+    # two independent exact methods: the Beta closed form (experiment) and the saddlepoint contour
+    # on the explicit alpha vector; they agree to 1e-8 relative in log space
+    with jax.enable_x64(True):
+        for d in (100, 500):
+            alpha = theory.simplified_alpha(d // 2, d, cfg.a_bad, cfg.a_good)
+            ref = theory.exact_error_rate(alpha, sphere="inner", R=cfg.R, log=True) / np.log(10)
+            np.testing.assert_allclose(s["half_bad"][str(d)]["log10_exact"], ref, rtol=1e-8)
