@@ -65,7 +65,8 @@ def clt_error_rate(alpha, *, sphere: str = "inner", R=1.3, log: bool = False) ->
     reads ``Φ(−μ'/σ')`` with ``μ' = Σ(αᵢR² − 1)``, ``σ'² = 2 Σ(αᵢR² − 1)²``.
 
     Computed as ``log Φ`` (``log_ndtr``) so rates far below 1e-300 are returned in ``log=True`` form
-    without underflow. The CLT is accurate when many ``λᵢ`` of comparable size contribute and the
+    without underflow. In float32 (``jax_enable_x64`` off) ``αᵢ − 1`` keeps only ~7 digits, so
+    ``αᵢ`` within ~1e-7 of 1 are indistinguishable from 1: use float64. The CLT is accurate when many ``λᵢ`` of comparable size contribute and the
     rate is moderate; in the tails it can be off by many orders of magnitude (see
     ``exact_error_rate``). Returns 0 (``-inf`` in log form) when every ``λᵢ = 0``.
 
@@ -85,7 +86,7 @@ def clt_error_rate(alpha, *, sphere: str = "inner", R=1.3, log: bool = False) ->
 
 _TRAP_RTOL = 1e-13      # trapezoid levels stop when two successive estimates agree to this
 _TRUNC_RTOL = 1e-20     # the integrand envelope at the truncation point, relative to its peak
-_MAX_EVALS = 4_000_000  # integrand evaluations (nodes x distinct λ) before giving up refining
+_MAX_EVALS = 200_000_000  # integrand evaluations (nodes x distinct λ) before giving up refining
 
 
 def _upper_log_prob(lam: np.ndarray, n: np.ndarray) -> tuple[float, float]:
@@ -96,9 +97,14 @@ def _upper_log_prob(lam: np.ndarray, n: np.ndarray) -> tuple[float, float]:
     On ``t = c + iy`` the integrand divided by its value at ``y = 0`` is ``exp φ(y)`` with
     ``Re φ = −¼ Σ nᵢ log(1 + rᵢ²y²) − ½ log(1 + y²/c²)``, ``Im φ = ½ Σ nᵢ atan(rᵢ y) − atan(y/c)``,
     ``rᵢ = 2λᵢ/(1 − 2λᵢc)``, so ``P = exp(K(c) − log c) · (1/π) ∫₀^∞ exp(Re φ) cos(Im φ) dy``.
-    The integral is O(1) relative to the prefactor (no cancellation), computed by the trapezoid
-    rule after ``y = σ sinh(u)`` (σ the saddlepoint width); the integrand is analytic in the strip
-    ``|Im u| < π/4``, so the rule converges geometrically and is refined until converged.
+    On the small side the integral is O(1) relative to the prefactor (the phase is stationary at
+    ``y = 0``, so there is little cancellation: ``∫|·| / |∫·|`` was 1.00–1.84, median 1.005, over 200
+    random cases). It is computed by
+    the trapezoid rule after ``y = σ sinh(u)`` (σ the saddlepoint width), which maps the algebraic tail
+    ``|y|^{−n/2−1}`` to an exponential one; the integrand is analytic in a strip around the real
+    ``u`` axis (every singularity of ``φ`` lies on the imaginary ``y`` axis at distance ``>= σ/√2``), so
+    the rule converges geometrically. The step is halved until two successive refinements agree
+    (the last to 1e-13 relative).
 
     Returns ``(log P, cancellation)`` where ``cancellation = ∫|integrand| / |∫ integrand|`` (≈ 1–2).
     """
@@ -162,6 +168,7 @@ def _upper_log_prob(lam: np.ndarray, n: np.ndarray) -> tuple[float, float]:
     T = h * (vals.sum() - 0.5 * vals[0])
     A = h * (env.sum() - 0.5 * env[0])
     converged = False
+    prev_diff = math.inf
     for level in range(1, 40):
         h /= 2
         mids = np.arange(h, U + h / 2, 2 * h)
@@ -170,11 +177,14 @@ def _upper_log_prob(lam: np.ndarray, n: np.ndarray) -> tuple[float, float]:
         vm, em = integrand(mids)
         T_new = 0.5 * T + h * vm.sum()
         A = 0.5 * A + h * em.sum()
-        if level >= 2 and abs(T_new - T) <= _TRAP_RTOL * abs(T_new):
-            T = T_new
+        diff = abs(T_new - T) / abs(T_new)
+        T = T_new
+        # geometric convergence: accept once two successive refinements are small, so a chance
+        # agreement of two coarse levels of an oscillating integrand is not taken for convergence
+        if diff <= _TRAP_RTOL and prev_diff <= 1e-5:
             converged = True
             break
-        T = T_new
+        prev_diff = diff
     if not converged or not T > 0:
         warnings.warn(f"exact_error_rate: contour integral did not converge (T={T}, U={U}, h={h}); "
                       "result may be inaccurate", RuntimeWarning, stacklevel=4)
@@ -192,8 +202,16 @@ def _log_prob_positive_1d(lam: np.ndarray) -> float:
     scale = np.max(np.abs(lam))
     values, counts = np.unique(lam / scale, return_counts=True)
     counts = counts.astype(np.float64)
-    log_up, _ = _upper_log_prob(values, counts)
-    log_down, _ = _upper_log_prob(-values[::-1], counts[::-1])
+    # Contour-integrate first the side that is small if the mean is any guide (P[Q > 0] when E Q < 0).
+    # When it is clearly the smaller side, the other is 1 − it: its own contour would pass close to
+    # the pole at t = 0 (c ~ 1/|E Q|) where the integrand oscillates ~|E Q| c times — slow, and unneeded.
+    flip = float(np.dot(values, counts)) > 0
+    first = _upper_log_prob(-values[::-1], counts[::-1]) if flip else _upper_log_prob(values, counts)
+    if first[0] < math.log(0.25):
+        log_small = first[0]
+        return math.log1p(-math.exp(log_small)) if flip else log_small
+    second = _upper_log_prob(values, counts) if flip else _upper_log_prob(-values[::-1], counts[::-1])
+    log_up, log_down = (second[0], first[0]) if flip else (first[0], second[0])
     total = math.exp(log_up) + math.exp(log_down)
     if not abs(total - 1.0) < 1e-9:
         warnings.warn(f"exact_error_rate: the two sides sum to {total!r}, not 1; result may be "
@@ -242,7 +260,8 @@ def exact_error_rate(alpha, *, sphere: str = "inner", R=1.3, log: bool = False):
       ``(...)`` float64 NumPy value(s). Host-side (NumPy/SciPy, float64), not jittable.
 
     Example:
-      >>> theory.exact_error_rate(np.r_[np.full(250, 0.95), np.full(250, 1.02)])   # ≈ 0.0165
+      >>> alpha = np.r_[np.full(250, 0.95), np.full(250, 1.02)]
+      >>> theory.exact_error_rate(alpha)            # 5.5606e-13 (the CLT says 2.36e-10)
     """
     check_sphere(sphere)
     check_radius(R)
@@ -327,8 +346,9 @@ def mc_error_rate(alpha, *, sphere: str = "inner", R=1.3, n: int, key, importanc
     ``importance=True`` draws ``gᵢ ~ N(0, 1/(1 − 2θλᵢ))`` (exponential tilting of ``Q = Σ λᵢ gᵢ²`` by
     ``θ = importance_tilt(λ)`` unless ``tilt`` is given) and weights each error by the likelihood ratio
     ``exp(K(θ) − θQ)``, ``K(θ) = −½ Σ log(1 − 2θλᵢ)``; the estimate is unbiased and stays accurate for
-    rates far below ``1/n`` (relative error ~ a few / √n for rates like 1e-20 at ``d = 500``). The
-    interval is the CLT interval of the weighted mean.
+    rates far below ``1/n``. Its efficiency degrades slowly into the tail: at ``d = 500`` with
+    ``α ~ U(0.9, hi)`` the relative standard error was ~4/√n at a rate of 1e-22 and ~20/√n at 1e-160.
+    The interval is the CLT interval of the weighted mean.
 
     Args:
       alpha: ``(d,)`` coefficients. sphere, R: as in ``exact_error_rate``. n: number of samples.

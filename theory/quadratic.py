@@ -77,8 +77,7 @@ def alphas(W, w, b) -> jax.Array:
 
     Example:
       >>> import jax.numpy as jnp
-      >>> theory.alphas(jnp.diag(jnp.array([1.0, 2.0])), 0.5, -1.0)   # α = 0.5·s²
-      Array([0.5, 2. ], dtype=float32)
+      >>> theory.alphas(jnp.diag(jnp.array([1.0, 2.0])), 0.5, -1.0)   # α = 0.5·s² = [0.5, 2.0]
     """
     warn_if_float32("alphas", "alphas near 1 or 1/R² decide whether a model is perfect")
     _check_b(b)
