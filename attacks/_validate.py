@@ -55,7 +55,7 @@ def check_batch(x, y, *, label_name: str = "y"):
     if x.shape[0] == 0:
         raise ValueError("x is an empty batch (B = 0).")
     if _concrete(x) and not bool(jnp.all(jnp.isfinite(x))):
-        bad = np.argwhere(~np.isfinite(np.asarray(x).reshape(x.shape[0], -1)).any(axis=1)).ravel()
+        bad = np.flatnonzero((~np.isfinite(np.asarray(x).reshape(x.shape[0], -1))).any(axis=1))
         raise ValueError(
             f"x contains NaN or inf in examples {bad[:10].tolist()}{'...' if bad.size > 10 else ''}; "
             "attacks need finite inputs.")

@@ -12,7 +12,8 @@ no box; `theory.fgsm_linear_logit_change` gives the same closed form.
 
 from __future__ import annotations
 
-from attacks._base import AttackResult, execute
+from attacks import _base
+from attacks._base import AttackResult
 from attacks.pgd import PGDConfig, _pgd_example, prepare
 
 
@@ -38,8 +39,7 @@ def fgsm(logit_fn, x, y, *, eps, norm="linf", bounds=None, targeted=False, loss=
         res = attacks.fgsm(f, x, y, eps=0.25, bounds=(0.0, 1.0))
     """
     x, y, eps, batch = prepare(logit_fn, x, y, eps=eps, norm=norm, params=params, bounds=bounds,
-                               targeted=targeted, loss=loss)
-    batch["step_size"] = eps
+                               targeted=targeted, loss=loss, step_size=eps)
     config = PGDConfig(norm=norm, loss=loss, targeted=bool(targeted), num_steps=1, restarts=1,
                        random_start=False, early_stop=False, keep_best=False)
-    return execute(_pgd_example, logit_fn, config, params, batch)
+    return _base.execute(_pgd_example, logit_fn, config, params, batch)

@@ -26,8 +26,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from attacks import _validate
-from attacks._base import (AttackResult, classification_loss, execute, finish, is_adversarial,
+from attacks import _base, _validate
+from attacks._base import (AttackResult, classification_loss, finish, is_adversarial,
                            iterate, norm)
 from attacks.lbfgsb import LBFGSB
 
@@ -132,4 +132,4 @@ def lbfgs(logit_fn, x, target, *, bounds=(0.0, 1.0), c_init=1.0, c_rounds=16, c_
     config = LBFGSAttackConfig(c_rounds=int(c_rounds), c_factor=float(c_factor), maxiter=int(maxiter),
                                tol=float(tol), ftol=float(ftol), history_size=int(history_size),
                                num_linesearch=int(num_linesearch), loss=loss)
-    return execute(_lbfgs_example, logit_fn, config, params, batch)
+    return _base.execute(_lbfgs_example, logit_fn, config, params, batch)

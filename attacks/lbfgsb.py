@@ -23,7 +23,7 @@ Outcomes are data: ``state.result`` holds an `LBFGSBResult` code, never an excep
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, NamedTuple
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -65,8 +65,9 @@ class OptStep(NamedTuple):
 
 
 def _bounds(bounds, x):
+    """``(lo, hi)`` broadcast to ``x.shape`` and flattened to ``(n,)`` (±inf for a free side)."""
     if bounds is None:
-        return jnp.full_like(x, -jnp.inf), jnp.full_like(x, jnp.inf)
+        return jnp.full((x.size,), -jnp.inf, x.dtype), jnp.full((x.size,), jnp.inf, x.dtype)
     lo, hi = bounds
     lo = jnp.broadcast_to(jnp.asarray(-jnp.inf if lo is None else lo, x.dtype), x.shape)
     hi = jnp.broadcast_to(jnp.asarray(jnp.inf if hi is None else hi, x.dtype), x.shape)
@@ -155,8 +156,8 @@ class LBFGSB:
     def update(self, params, state: LBFGSBState, bounds, *args) -> OptStep:
         shape = jnp.shape(params)
         fun = self._flat_fun(shape)
+        lo, hi = _bounds(bounds, jnp.asarray(params))     # broadcast to x's own shape, then flatten
         x = jnp.asarray(params).reshape(-1)
-        lo, hi = _bounds(bounds, x)
         g, f = state.grad.reshape(-1), state.value
         m = self.history_size
 

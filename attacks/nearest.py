@@ -28,8 +28,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from attacks import _validate
-from attacks._base import (AttackResult, execute, finish, is_adversarial, iterate, margin,
+from attacks import _base, _validate
+from attacks._base import (AttackResult, finish, is_adversarial, iterate, margin,
                            safe_normalize)
 from attacks.pgd import project_ball
 
@@ -57,13 +57,13 @@ def _nearest_example(model, config: NearestConfig, ex: dict) -> AttackResult:
     is_error = lambda v: is_adversarial(flat_model(v), y)
 
     def constraints(v):
+        """``f (M,)`` (and, as aux, ``(f, logits)``): M = 1 binary, K multi-class (f_y ≡ 0 masked)."""
         z = flat_model(v)
-        if z.ndim == 0:
-            return margin(z, y)[None], z
-        return jnp.take(z, y) - z, z          # f_k, with f_y ≡ 0 masked below
+        f = margin(z, y)[None] if z.ndim == 0 else jnp.take(z, y) - z
+        return f, (f, z)
 
     def deepfool_step(i, s: DeepFoolState) -> DeepFoolState:
-        jac, (f, z) = jax.jacrev(lambda v: (lambda c: (c[0], c))(constraints(v)), has_aux=True)(s.p)
+        jac, (f, z) = jax.jacrev(constraints, has_aux=True)(s.p)     # jac: (M, n)
         found = is_adversarial(z, y)
         sq = jnp.sum(jnp.square(jac), axis=1)
         dist = jnp.abs(f) / jnp.sqrt(jnp.where(sq > 0, sq, 1.0))
@@ -84,7 +84,7 @@ def _nearest_example(model, config: NearestConfig, ex: dict) -> AttackResult:
     found = is_error(p)
 
     def ray_bisect(direction, length):
-        """Smallest t·length (t ∈ (0, 1]) found by bisection with x + t·length·direction an error."""
+        """Bisect t ∈ [0, 1] (x correct, x + length·direction an error): a crossing point, error side."""
         def body(i, bracket):
             lo, hi = bracket
             mid = 0.5 * (lo + hi)
@@ -162,4 +162,4 @@ def nearest_error_l2(logit_fn, x, y, *, max_radius, num_steps=50, refine_steps=3
     batch = {"x": x, "y": y, "max_radius": max_radius, "overshoot": overshoot}
     config = NearestConfig(loss=loss, num_steps=num_steps, refine_steps=refine_steps,
                            bisect_steps=bisect_steps, num_rotations=num_rotations)
-    return execute(_nearest_example, logit_fn, config, params, batch)
+    return _base.execute(_nearest_example, logit_fn, config, params, batch)

@@ -20,8 +20,8 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from attacks import _validate
-from attacks._base import (AttackResult, adversarial_objective, clip_to_box, execute, finish,
+from attacks import _base, _validate
+from attacks._base import (AttackResult, adversarial_objective, clip_to_box, finish,
                            is_adversarial, iterate, safe_normalize)
 
 NORMS = ("linf", "l2")
@@ -120,7 +120,7 @@ def _pgd_example(model, config: PGDConfig, ex: dict) -> AttackResult:
         state = record(state, state.x, objective, logits)
         return state, steps + run
 
-    dtype = x0.dtype
+    dtype = jax.eval_shape(evaluate, x0)[0].dtype        # the model may compute in another dtype
     state = PGDState(x=x0, best_x=x0, best_objective=jnp.asarray(-jnp.inf, dtype),
                      best_success=jnp.zeros((), bool))
     state, steps = jax.lax.fori_loop(0, config.restarts, restart, (state, jnp.zeros((), jnp.int32)))
@@ -128,17 +128,28 @@ def _pgd_example(model, config: PGDConfig, ex: dict) -> AttackResult:
                   num_steps=steps, distance_norm=config.norm)
 
 
-def prepare(logit_fn, x, y, *, eps, norm, params=None, bounds=None, targeted=False, loss="ce"):
-    """Shared validation for FGSM and PGD; returns ``(x, y, eps (B,), batch dict)``."""
+def prepare(logit_fn, x, y, *, eps, norm, params=None, bounds=None, targeted=False, loss="ce",
+            key=None, need_key=False, step_size=None, num_steps=1):
+    """Shared validation for FGSM and PGD; returns ``(x, y, eps (B,), batch dict)``.
+
+    Model-free checks come first, the (shape-only) model evaluation for the label range last.
+    """
     _validate.check_choice(norm, "norm", NORMS)
     _validate.check_loss(loss)
     x, y = _validate.check_batch(x, y, label_name="target" if targeted else "y")
     eps = _validate.check_nonnegative(eps, "eps", x.shape[0], x.dtype)
     box = _validate.check_bounds(bounds, x)
+    keys = _validate.example_keys(key, x.shape[0]) if need_key else None
+    if step_size is None:      # Madry et al.'s heuristic, per example
+        step_size = 2.5 * eps / max(num_steps, 1)
+    else:
+        step_size = _validate.check_nonnegative(step_size, "step_size", x.shape[0], x.dtype)
     _validate.check_model_and_labels(logit_fn, params, x, y, label_name="target" if targeted else "y")
-    batch = {"x": x, "y": y, "eps": eps}
+    batch = {"x": x, "y": y, "eps": eps, "step_size": step_size}
     if box is not None:
         batch["lo"], batch["hi"] = box
+    if keys is not None:
+        batch["key"] = keys
     return x, y, eps, batch
 
 
@@ -179,14 +190,9 @@ def pgd(logit_fn, x, y, *, eps, norm="linf", step_size=None, num_steps=10, bound
     if restarts > 1 and not random_start:
         raise ValueError("restarts > 1 needs random_start=True (otherwise every restart is identical).")
     x, y, eps, batch = prepare(logit_fn, x, y, eps=eps, norm=norm, params=params, bounds=bounds,
-                               targeted=targeted, loss=loss)
-    if step_size is None:
-        batch["step_size"] = 2.5 * eps / max(num_steps, 1)
-    else:
-        batch["step_size"] = _validate.check_nonnegative(step_size, "step_size", x.shape[0], x.dtype)
-    if random_start:
-        batch["key"] = _validate.example_keys(key, x.shape[0])
+                               targeted=targeted, loss=loss, key=key, need_key=random_start,
+                               step_size=step_size, num_steps=num_steps)
     config = PGDConfig(norm=norm, loss=loss, targeted=bool(targeted), num_steps=num_steps,
                        restarts=restarts, random_start=bool(random_start),
                        early_stop=bool(early_stop), keep_best=True)
-    return execute(_pgd_example, logit_fn, config, params, batch)
+    return _base.execute(_pgd_example, logit_fn, config, params, batch)

@@ -26,8 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from attacks import _validate
-from attacks._base import (AttackResult, adversarial_objective, execute, finish, is_adversarial,
+from attacks import _base, _validate
+from attacks._base import (AttackResult, adversarial_objective, finish, is_adversarial,
                            iterate, safe_normalize)
 
 MODES = ("nearest", "worst_case")
@@ -93,7 +93,11 @@ def _sphere_example(model, config: SphereConfig, ex: dict) -> AttackResult:
         noise = jax.random.normal(ex["key"], x0.shape, x0.dtype)
         start = project_to_sphere(start + step_size * tangent_direction(noise, start), radius)
 
-    (objective, _), grad = value_and_grad(start)
+    if config.mode == "worst_case":
+        (objective, _), grad = value_and_grad(start)
+    else:       # unused in nearest mode: placeholders of the right type, no extra gradient
+        objective = jnp.zeros((), jax.eval_shape(evaluate, start)[0].dtype)
+        grad = jnp.zeros_like(start)
     state = SphereState(x=start, objective=objective, grad=grad, step_size=step_size,
                         found=jnp.zeros((), bool), moves=jnp.zeros((), jnp.int32))
 
@@ -183,10 +187,10 @@ def sphere_pgd(logit_fn, x, y, *, step_size, num_steps, mode="nearest", radius=N
         radius = norms
     else:
         radius = _validate.check_nonnegative(radius, "radius", b, x.dtype, positive=True)
-    _validate.check_model_and_labels(logit_fn, params, x, y, label_name="target" if targeted else "y")
     batch = {"x": x, "y": y, "radius": radius, "step_size": step_size}
     if key is not None:
         batch["key"] = _validate.example_keys(key, b)
+    _validate.check_model_and_labels(logit_fn, params, x, y, label_name="target" if targeted else "y")
     config = SphereConfig(mode=mode, loss=loss, targeted=bool(targeted), num_steps=num_steps,
                           refine_steps=refine_steps, random_start=key is not None)
-    return execute(_sphere_example, logit_fn, config, params, batch)
+    return _base.execute(_sphere_example, logit_fn, config, params, batch)
