@@ -127,16 +127,21 @@ def _sphere_example(model, config: SphereConfig, ex: dict) -> AttackResult:
     state, _ = iterate(step, state, config.num_steps, done=lambda s: s.found)
     found = is_error(state.x)  # the last move has not been evaluated inside the loop
 
+    # Bisect along the arc, carrying the last point found to be an error bit for bit: it is the
+    # point returned, so no re-evaluation (which XLA may fuse and round differently) can disagree
+    # with the decision that kept it.
+    arc_point = lambda t: project_to_sphere(slerp(start, state.x, t), radius)
+
     def bisect(i, bracket):
-        lo, hi = bracket
+        lo, hi, x_hi = bracket
         mid = 0.5 * (lo + hi)
-        err = is_error(slerp(start, state.x, mid))
-        return jnp.where(err, lo, mid), jnp.where(err, mid, hi)
+        cand = arc_point(mid)
+        err = is_error(cand)
+        return jnp.where(err, lo, mid), jnp.where(err, mid, hi), jnp.where(err, cand, x_hi)
 
     one = jnp.ones((), x0.dtype)
-    (_, t_hi), _ = iterate(bisect, (0 * one, one), config.refine_steps)
-    tightened = project_to_sphere(slerp(start, state.x, t_hi), radius)
-    x_adv = jnp.where(found & is_error(tightened), tightened, state.x)
+    (_, _, tightened), _ = iterate(bisect, (0 * one, one, state.x), config.refine_steps)
+    x_adv = jnp.where(found, tightened, state.x)
     return finish(model, x0, y, x_adv, targeted=config.targeted, loss=config.loss,
                   num_steps=state.moves)
 

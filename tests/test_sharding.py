@@ -56,3 +56,43 @@ def test_batch_not_divisible_by_devices_is_a_clear_error():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
     assert out.returncode != 0
     assert "batch size 10 is not divisible by the 4 visible devices" in out.stderr
+
+
+ATTACK_SCRIPT = textwrap.dedent("""
+    import json, jax, jax.numpy as jnp, numpy as np
+    import attacks
+    from spheres import data as sdata
+    from spheres.sharding import batch_sharding, data_mesh
+    W = jax.random.normal(jax.random.key(0), (12, 6)) / 12 ** 0.5   # alphas spread around 1
+    f = lambda p, x: jnp.sum((p @ x) ** 2) - 1.0        # a quadratic net, positive = outer
+    x = sdata.sample_sphere(jax.random.key(1), 8, 6, 1.0)
+    x = jax.device_put(x, batch_sharding(data_mesh()))  # batch split over all devices
+    y = jnp.zeros(8, jnp.int32)
+    r = attacks.sphere_pgd(f, x, y, step_size=0.02, num_steps=200, mode="nearest", params=W)
+    logit = jax.vmap(lambda x: f(W, x))(r.x_adv)
+    print(json.dumps({"devices": jax.device_count(), "shards": len(r.x_adv.sharding.device_set),
+                      "distance": np.asarray(r.distance).tolist(), "success": np.asarray(r.success).tolist(),
+                      "logit": np.asarray(logit).tolist()}))
+""")
+
+
+def test_attack_on_a_sharded_batch_matches_single_device():
+    """Attacks are vmapped and jitted, so a batch sharded over 4 devices is partitioned by XLA;
+    the results equal the single-device ones to float32 round-off (1e-5). The nearest-error attack
+    ends within its bisection resolution of the boundary, so a returned point whose logit is within
+    1e-5 of 0 may be judged on either side by differently rounded programs: success is compared
+    only away from the boundary."""
+    def run(devices):
+        env = dict(os.environ, JAX_PLATFORMS="cpu",
+                   XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+        out = subprocess.run([sys.executable, "-c", ATTACK_SCRIPT], env=env, capture_output=True,
+                             text=True, timeout=600)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return json.loads(out.stdout.strip().splitlines()[-1])
+
+    one, four = run(1), run(4)
+    assert four["devices"] == 4 and four["shards"] == 4
+    clear = np.abs(np.asarray(one["logit"])) > 1e-5
+    assert clear.sum() >= 3 and sum(one["success"]) >= 6
+    assert np.array_equal(np.asarray(one["success"])[clear], np.asarray(four["success"])[clear])
+    np.testing.assert_allclose(four["distance"], one["distance"], rtol=1e-5, atol=1e-6)
