@@ -273,10 +273,22 @@ def predict_classes(logits: jax.Array) -> jax.Array:
 
 
 def init_variables(model: nn.Module, key: jax.Array) -> dict:
-    """Initial ``{"params": ...}`` for an image model (all sub-modules, e.g. the AE decoder too)."""
-    x = jnp.zeros((1, *INPUT_SHAPE), jnp.float32)
+    """Initial ``{"params": ...}`` for an image model (all sub-modules, e.g. the AE decoder too).
+
+    Jitted and cached per model: one compilation instead of one dispatch per initialiser op.
+    """
+    return dict(_jitted_init(model)(key))
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted_init(model: nn.Module):
     method = getattr(model, "init_all", None)
-    return dict(model.init({"params": key}, x, train=False, method=method))
+
+    def init(key):
+        x = jnp.zeros((1, *INPUT_SHAPE), jnp.float32)
+        return model.init({"params": key}, x, train=False, method=method)
+
+    return jax.jit(init)
 
 
 # --------------------------------------------------------------------------- weight decay

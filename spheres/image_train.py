@@ -34,7 +34,7 @@ import functools
 import re
 import time
 from pathlib import Path
-from typing import Any, Callable, Literal, NamedTuple
+from typing import Callable, Literal, NamedTuple
 
 import flax.traverse_util
 import jax
@@ -295,7 +295,7 @@ def train_model(model, settings: TrainSettings, x, y, *, key: jax.Array, variabl
     n = x.shape[0]
     if n < settings.batch:
         raise ValueError(f"training set of {n} examples is smaller than the batch ({settings.batch})")
-    if augment is not None and ckpt_every % refresh_every:
+    if augment is not None and ckpt_dir is not None and ckpt_every % refresh_every:
         raise ValueError(f"ckpt_every ({ckpt_every}) must be a multiple of refresh_every ({refresh_every})")
     run_epoch = make_epoch_runner(settings)
     ckpt = Checkpoints(ckpt_dir) if ckpt_dir is not None else None
@@ -405,9 +405,22 @@ def evaluate(model, variables, x, y, *, batch: int = 1000) -> Evaluation:
     return evaluation_from_logits(model, logits, y)
 
 
+def probabilities_np(model, logits: np.ndarray) -> np.ndarray:
+    """`image_models.class_probabilities` in NumPy (host-side evaluation, no device dispatch)."""
+    logits = np.asarray(logits, np.float64)
+    if isinstance(model, im.RBFNetwork):
+        return np.exp(logits)
+    if isinstance(model, im.LogisticRegression):
+        p1 = 1.0 / (1.0 + np.exp(-logits))
+        return np.stack([1.0 - p1, p1], axis=-1)
+    z = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
 def evaluation_from_logits(model, logits: np.ndarray, y) -> Evaluation:
-    probs = np.asarray(im.class_probabilities(model, jnp.asarray(logits)))
-    pred = np.asarray(im.predict_classes(jnp.asarray(logits)))
+    probs = probabilities_np(model, logits)
+    logits = np.asarray(logits)
+    pred = (logits > 0).astype(np.int32) if logits.ndim == 1 else np.argmax(logits, axis=-1).astype(np.int32)
     conf = np.take_along_axis(probs, pred[:, None], axis=1)[:, 0]
     wrong = pred != np.asarray(y)
     return Evaluation(float(wrong.mean()), float(conf.mean()),

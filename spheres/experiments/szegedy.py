@@ -155,6 +155,12 @@ def num(v, fmt: str = ".3f") -> str:
     return format(v, fmt)
 
 
+def in_order(d: dict, order) -> list:
+    """``d``'s items in ``order`` first (summary.json is written with sorted keys), then the rest."""
+    order = list(order)
+    return sorted(d.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0]))
+
+
 def render_table(summary: dict, title: str, header: list[str], rows: list[list[str]],
                  notes: list[str] = ()) -> str:
     """A plain-text table with a provenance line (dataset, preset, run time) and notes."""
@@ -319,8 +325,8 @@ class SzegedyTable1Config(ImageConfig):
     noise_sigmas: tuple[float, ...] = (0.1, 0.3)
 
     PRESETS: typing.ClassVar = {
-        "quick": dict(preset_name="quick", n_train=4000, n_test=1000, epochs=4, pretrain_epochs=3,
-                      n_attack=16, c_rounds=5, lbfgs_maxiter=40, attack_chunk=16),
+        "quick": dict(preset_name="quick", batch=50, lr=3e-3, n_train=4000, n_test=1000, epochs=4, pretrain_epochs=3,
+                      n_attack=32, c_rounds=5, lbfgs_maxiter=40, attack_chunk=32),
         "full": dict(preset_name="full", epochs=50, pretrain_epochs=50, n_attack=1000, c_rounds=10,
                      lbfgs_maxiter=200, attack_chunk=100, ckpt_every=5),
     }
@@ -405,7 +411,7 @@ def run_table1(cfg: SzegedyTable1Config, run_dir: RunDir, *, progress: bool = Tr
 
 def format_table1(s: dict) -> str:
     rows = []
-    for name, r in s["models"].items():
+    for name, r in in_order(s["models"], TABLE1_MODELS):
         p = PAPER_TABLE1.get(name, (None, None, None))
         rows.append([name, pct(p[0]), pct(r["train_error"]), pct(p[1]), pct(r["test_error"]),
                      num(p[2]), num(r["mean_distortion"]), pct(r["attack_success_rate"])])
@@ -479,7 +485,7 @@ def run_transfer(cfg: SzegedyTransferConfig, run_dir: RunDir, *, progress: bool 
 def format_transfer(s: dict) -> str:
     cols = s["models"]
     rows = []
-    for row, rates in s["transfer_error_rate"].items():
+    for row, rates in in_order(s["transfer_error_rate"], cols + [f"noise σ={x:g}" for x in s["noise_sigmas"]]):
         cells = []
         for c in cols:
             paper = s["paper_table2"].get(f"{row} -> {c}")
@@ -523,8 +529,8 @@ class SzegedyCrossTrainingConfig(ImageConfig):
     noise_sigma: float = 0.1
 
     PRESETS: typing.ClassVar = {
-        "quick": dict(preset_name="quick", p_size=2000, n_test=1000, epochs=4, n_attack=16, c_rounds=5,
-                      lbfgs_maxiter=40, attack_chunk=16),
+        "quick": dict(preset_name="quick", batch=50, lr=3e-3, p_size=2000, n_test=1000, epochs=4, n_attack=32, c_rounds=5,
+                      lbfgs_maxiter=40, attack_chunk=32),
         "full": dict(preset_name="full", p_size=30_000, epochs=50, n_attack=1000, c_rounds=10,
                      lbfgs_maxiter=200, attack_chunk=100, ckpt_every=5),
     }
@@ -603,13 +609,16 @@ def run_cross_training(cfg: SzegedyCrossTrainingConfig, run_dir: RunDir, *, prog
 
 
 def format_cross_training(s: dict) -> str:
-    cols = list(s["models"])
+    names = [n for n, _ in CROSS_MODELS]
+    cols = [n for n, _ in in_order(s["models"], names)]
     rows = [[f"{n} (on {r['trained_on']})", pct(r["train_error"]), pct(r["test_error"]),
              num(r["mean_distortion"]) + (f" ({num(s['paper_fc100_distortion'])})" if n == "FC100-100-10" else "")]
-            for n, r in s["models"].items()]
+            for n, r in in_order(s["models"], names)]
     t3 = render_table(s, "models on P1 / P2 (Szegedy Table 3)", ["model", "train err", "test err", "distortion (paper)"], rows)
     rows = []
-    for row, rates in s["transfer_error_rate"].items():
+    row_order = names + [f"{n} scaled to stddev {s['amplify_to_stddev']:g}" for n in names] + \
+        [f"noise stddev {s['noise_stddev']:g}"]
+    for row, rates in in_order(s["transfer_error_rate"], row_order):
         cells = []
         for c in cols:
             paper = s["paper_table4"].get(f"{row} -> {c}")
@@ -635,26 +644,39 @@ PAPER_TABLE5_ALEXNET = (2.75, 10.0, 7.0, 7.5, 11.0, 3.12, 4.0, 4.0)
 
 
 @dataclasses.dataclass(frozen=True)
-class SzegedySpectralConfig(SzegedyTable1Config):
-    """Per-layer Lipschitz bounds of trained models (Szegedy §4.3). ``n_probe`` test points for the
-    measured Jacobian lower bound (``power_iters`` power iterations each)."""
+class SzegedySpectralConfig(ImageConfig):
+    """Per-layer Lipschitz bounds of trained models (Szegedy §4.3). ``models``: paper names
+    (``conv`` is the small conv net with ``conv_channels``); ``pretrain_epochs``: AE400-10's
+    autoencoder stage; ``n_probe`` test points for the measured Jacobian lower bound
+    (``power_iters`` power iterations each)."""
 
     models: tuple[str, ...] = SPECTRAL_MODELS
+    pretrain_epochs: int = 5
     n_probe: int = 200
     power_iters: int = 30
     conv_channels: tuple[int, ...] = (16, 32)
 
     PRESETS: typing.ClassVar = {
-        "quick": dict(preset_name="quick", n_train=3000, n_test=500, epochs=3, pretrain_epochs=2,
-                      n_attack=1, n_probe=64, power_iters=20, conv_channels=(8, 16)),
-        "full": dict(preset_name="full", epochs=50, pretrain_epochs=50, n_attack=1, n_probe=1000,
-                     power_iters=50, ckpt_every=5),
+        "quick": dict(preset_name="quick", batch=50, lr=3e-3, n_train=3000, n_test=500, epochs=3,
+                      pretrain_epochs=2, n_probe=64, power_iters=20, conv_channels=(8, 16)),
+        "full": dict(preset_name="full", epochs=50, pretrain_epochs=50, n_probe=1000, power_iters=50,
+                     ckpt_every=5),
     }
     COST: typing.ClassVar = {"quick": "~40 s CPU", "full": "~1-2 h on 2 CPU cores (training)"}
 
     def validate(self) -> None:
         super().validate()
+        require(len(self.models) >= 1 and len(set(self.models)) == len(self.models),
+                f"models must name distinct models (got {self.models})")
+        for m in self.models:
+            try:
+                im.paper_model(m)
+            except ValueError as e:
+                require(False, str(e))
+        require(self.pretrain_epochs >= 0, f"pretrain_epochs must be >= 0 (got {self.pretrain_epochs})")
         require(self.n_probe >= 1 and self.power_iters >= 1, "n_probe and power_iters must be >= 1")
+        require(self.n_test == 0 or self.n_probe <= self.n_test,
+                f"n_probe ({self.n_probe}) must not exceed n_test ({self.n_test})")
         require(len(self.conv_channels) == 2 and all(c >= 1 for c in self.conv_channels),
                 f"conv_channels must be two positive widths (got {self.conv_channels})")
 
@@ -771,7 +793,7 @@ def run_spectral(cfg: SzegedySpectralConfig, run_dir: RunDir, *, progress: bool 
 
 def format_spectral(s: dict) -> str:
     rows = []
-    for name, r in s["models"].items():
+    for name, r in in_order(s["models"], SPECTRAL_MODELS):
         per = " × ".join(f"{l['bound']:.3g}" for l in r["layers"])
         rows.append([name, per, f"{r['upper_bound_product']:.3g}", f"{r['upper_bound_product_with_activations']:.3g}",
                      f"{r['measured_max_jacobian_norm']:.3g}", f"{r['mean_certified_l2_radius']:.2g}",
@@ -803,7 +825,7 @@ class SzegedyUnitsConfig(ImageConfig):
     conv_channels: tuple[int, ...] = (16, 32)
 
     PRESETS: typing.ClassVar = {
-        "quick": dict(preset_name="quick", n_train=3000, n_test=1000, epochs=3, n_directions=4, top_k=8,
+        "quick": dict(preset_name="quick", batch=50, lr=3e-3, n_train=3000, n_test=1000, epochs=3, n_directions=4, top_k=8,
                       n_search=1000, conv_channels=(8, 16)),
         "full": dict(preset_name="full", epochs=20, n_directions=8, top_k=8, n_search=10_000, ckpt_every=5),
     }
@@ -844,7 +866,7 @@ def run_units(cfg: SzegedyUnitsConfig, run_dir: RunDir, *, progress: bool = True
     # units that are active somewhere (a dead ReLU unit has no maximising image)
     alive = np.flatnonzero(feats.max(axis=0) > feats.min(axis=0))
     units = np.asarray(jax.random.choice(k["units"], alive, (min(cfg.n_directions, alive.size),), replace=False))
-    v = np.asarray(jax.random.normal(k["directions"], (cfg.n_directions, h)))
+    v = np.array(jax.random.normal(k["directions"], (cfg.n_directions, h)))
     v /= np.linalg.norm(v, axis=1, keepdims=True)
     proj_units = feats[:, units]                   # ⟨φ(x), e_i⟩
     proj_random = feats @ v.T                      # ⟨φ(x), v⟩
@@ -895,7 +917,9 @@ PAPER_ADV_TRAINING = {"weight decay only": 0.016, "adversarial pool": 0.012, "dr
 class SzegedyAdvTrainingConfig(ImageConfig):
     """Szegedy §4.2: FC100-100-10 with weight decay only vs with a refreshed pool of L-BFGS
     adversarial examples (``pool_size`` examples regenerated every ``refresh_every`` epochs from
-    random training images against the current model, appended to the training set)."""
+    random training images against the current model, appended to the training set; until the
+    first refresh the pool holds clean copies, since an untrained model has no meaningful
+    adversarial examples)."""
 
     pool_size: int = 10_000
     refresh_every: int = 1
@@ -905,7 +929,7 @@ class SzegedyAdvTrainingConfig(ImageConfig):
     attack_chunk: int = 100
 
     PRESETS: typing.ClassVar = {
-        "quick": dict(preset_name="quick", n_train=3000, n_test=1000, epochs=4, pool_size=64, refresh_every=2,
+        "quick": dict(preset_name="quick", batch=50, lr=3e-3, n_train=3000, n_test=1000, epochs=4, pool_size=64, refresh_every=2,
                       n_attack=16, c_rounds=4, lbfgs_maxiter=30, attack_chunk=16, ckpt_every=2),
         "full": dict(preset_name="full", epochs=50, pool_size=10_000, refresh_every=5, n_attack=1000,
                      c_rounds=8, lbfgs_maxiter=100, attack_chunk=100, ckpt_every=5),
@@ -938,6 +962,14 @@ def run_adv_training(cfg: SzegedyAdvTrainingConfig, run_dir: RunDir, *, progress
         def augment(epoch, variables):
             kk = jax.random.fold_in(k["pool"], epoch)
             idx = np.asarray(jax.random.choice(kk, ds.x_train.shape[0], (cfg.pool_size,), replace=False))
+            if epoch == 0:
+                # the model is untrained: its "adversarial examples" would be noise. The pool starts
+                # as clean copies (a fixed size keeps one compilation) and is attacked from the
+                # first refresh on.
+                run_dir.log_metrics({"model": f"{name} + adversarial pool", "pool_refresh_epoch": 0,
+                                     "pool_attack_success_rate": None, "pool_mean_distortion": None,
+                                     "pool": "clean copies (untrained model)"})
+                return ds.x_train[idx], ds.y_train[idx]
             ex = lbfgs_examples(recipe, variables, ds.x_train[idx], ds.y_train[idx], key=jax.random.fold_in(kk, 1),
                                 c_rounds=cfg.c_rounds, maxiter=cfg.lbfgs_maxiter, chunk=chunk)
             # failed attacks fall back to the clean image: the pool has a fixed size (one compilation)
@@ -992,7 +1024,7 @@ def run_adv_training(cfg: SzegedyAdvTrainingConfig, run_dir: RunDir, *, progress
 
 def format_adv_training(s: dict) -> str:
     rows = []
-    for label, r in s["variants"].items():
+    for label, r in in_order(s["variants"], ["weight decay only", "adversarial pool"]):
         paper = s["paper_test_error"].get(label)
         rows.append([label, ("<" if label == "adversarial pool" else "") + pct(paper), pct(r["test_error"]),
                      num(r["mean_distortion"]), pct(r["fgsm_eps0.1_error"])])
