@@ -10,7 +10,8 @@ import pytest
 from spheres.cli import main
 
 TINY = ["--set", "d=5", "--set", "hidden=6", "--set", "steps=100", "--set", "chunk_steps=50",
-        "--set", "ckpt_every=50", "--set", "eval_samples=1000", "--no-progress"]
+        "--set", "ckpt_every=50", "--set", "eval_samples=1000", "--set", "attack_samples=0",
+        "--set", "track_every=50", "--set", "track_eval_every=0", "--no-progress"]
 
 
 def _cli(*args, devices=1):

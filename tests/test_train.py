@@ -67,9 +67,10 @@ class _Interrupt(Exception):
 
 @pytest.mark.parametrize("name,overrides", [
     ("sphere-relu", ["d=6", "widths=16,16", "steps=400", "chunk_steps=50", "ckpt_every=100",
-                     "eval_samples=2000"]),
+                     "eval_samples=2000", "attack_samples=0"]),
     ("sphere-quadratic", ["d=6", "hidden=12", "steps=400", "chunk_steps=50", "ckpt_every=100",
-                          "eval_samples=2000", "train_size=230"]),
+                          "eval_samples=2000", "train_size=230", "attack_samples=0", "track_every=50",
+                          "track_eval_every=100", "track_eval_samples=500"]),
 ])
 def test_resume_equals_uninterrupted(tmp_path, monkeypatch, name, overrides):
     cfg = make_config(name, "quick", overrides)
