@@ -32,5 +32,13 @@ test: $(VENV)/.installed-test
 test-slow: $(VENV)/.installed-test
 	JAX_PLATFORMS=cpu $(BIN)/python -m pytest -m slow
 
+# Side-by-side speed benchmarks (issue 8): installs the bench extra (a CPU build of torch 2.13.0;
+# newer torch pulls GBs of CUDA wheels; torchattacks without its deps so torch stays), then runs them
+# all and writes benchmarks/results/<machine>-<date>.json and latest.md. BENCH_ARGS="--size tiny" etc.
+bench: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet --no-deps torchattacks
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
 clean-venv:
 	rm -rf $(VENV)

@@ -1,0 +1,40 @@
+"""Fashion-MNIST and briefly trained image models for the attack benchmarks (cached per process).
+
+The data come from `spheres.image_data.load_dataset` (Debian's ``dataset-fashion-mnist`` files or
+``$SPHERES_DATA``; no network). Models are trained with the library's own loop
+(`spheres.image_train.train_model`) for a short, fixed budget: the benchmarks need a model with a
+real decision boundary, not a good one.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import numpy as np
+
+from spheres import image_data, image_models as im, image_train
+
+
+@functools.lru_cache(maxsize=1)
+def dataset():
+    """Fashion-MNIST, or raises `DatasetNotFoundError` (the caller records the skip)."""
+    return image_data.load_dataset("fashion_mnist", use_tfds=False)
+
+
+@functools.lru_cache(maxsize=8)
+def trained(model: im.nn.Module, n_train: int, epochs: int = 1, lr: float = 1e-3,
+            weight_decay: tuple = (0.0,)):
+    """``(variables, test_accuracy)`` of ``model`` trained on the first ``n_train`` examples."""
+    ds = dataset()
+    settings = image_train.TrainSettings(epochs=epochs, batch=128, lr=lr, weight_decay=weight_decay)
+    variables = image_train.train_model(model, settings, ds.x_train[:n_train], ds.y_train[:n_train],
+                                        key=jax.random.key(0))
+    ev = image_train.evaluate(model, variables, ds.x_test[:2000], ds.y_test[:2000])
+    return variables, 1.0 - float(ev.error)
+
+
+def test_examples(n: int):
+    """The first ``n`` test images ``(n, 28, 28)`` float32 in [0, 1] and labels ``(n,)`` int32."""
+    ds = dataset()
+    return np.asarray(ds.x_test[:n], np.float32), np.asarray(ds.y_test[:n], np.int32)
