@@ -12,12 +12,7 @@ from scipy import special
 import theory
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _float64():
-    prev = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", prev)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def mp_cap_measure_of_angle(psi_small, d, dps=50):

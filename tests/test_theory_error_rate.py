@@ -15,12 +15,7 @@ from theory import error_rate as er
 R = 1.3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _float64():
-    prev = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", prev)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def imhof_mp(lam, dps):

@@ -10,12 +10,7 @@ import pytest
 import theory
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _float64():
-    prev = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", prev)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 def corners(m, eps):

@@ -13,12 +13,7 @@ from spheres.models import QuadraticNet, perfect_quadratic_variables
 R = 1.3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _float64():
-    prev = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", prev)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 @pytest.mark.parametrize("h,d", [(3, 7), (7, 7), (12, 5)])

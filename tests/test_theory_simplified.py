@@ -13,12 +13,7 @@ import theory
 R = 1.3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _float64():
-    prev = jax.config.jax_enable_x64
-    jax.config.update("jax_enable_x64", True)
-    yield
-    jax.config.update("jax_enable_x64", prev)
+pytestmark = pytest.mark.usefixtures("float64")
 
 
 CASES = [(1, 500, 1.5, 0.99), (250, 500, 1.02, 0.95), (10, 500, 1.1, 0.95), (5, 500, 1.3, 0.7),

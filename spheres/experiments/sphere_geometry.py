@@ -33,14 +33,8 @@ from ..config import Config, require
 from ..results import RunDir, read_json
 from . import register
 from .manifold import mean_distance_to_error, nearest_on_manifold
-from .sphere_train import ReluConfig, SphereTrainConfig, _batch_logits_for, keys, run_sphere_training, train_model
-
-
-def _sub(cfg, cls, **changes):
-    fields = {f.name for f in dataclasses.fields(SphereTrainConfig)}
-    base = {k: v for k, v in dataclasses.asdict(cfg).items() if k in fields}
-    base.update(changes)
-    return cls(**base)
+from .sphere_train import (ReluConfig, SphereTrainConfig, _batch_logits_for, derive_config, keys,
+                           run_sphere_training, train_model)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -79,7 +73,7 @@ def run_dimension_sweep(cfg: DimensionSweepConfig, run_dir: RunDir, *, progress:
     t0 = time.time()
     rows = []
     for d in cfg.dims:
-        sub_cfg = _sub(cfg, ReluConfig, model="relu", d=d)
+        sub_cfg = derive_config(cfg, ReluConfig, model="relu", d=d)
         sub_dir = RunDir.open(run_dir.path / f"d{d}", "sphere-relu", sub_cfg)
         done = sub_dir.path / "summary.json"
         s = read_json(done) if done.exists() else run_sphere_training(sub_cfg, sub_dir, progress=progress)
@@ -236,7 +230,7 @@ def run_error_vs_distance(cfg: ErrorDistanceConfig, run_dir: RunDir, *, progress
             changes = dict(model=kind, train_size=n, attack_samples=0, track_every=0, track_eval_every=0)
             if cfg.paper_sizes:
                 changes.update(widths=widths) if kind == "relu" else changes.update(hidden=hidden)
-            sub_cfg = _sub(cfg, SphereTrainConfig, **changes)
+            sub_cfg = derive_config(cfg, SphereTrainConfig, **changes)
             sub_dir = RunDir.open(run_dir.path / f"{mname}-N{n}", "sphere-train", sub_cfg)
             key = jax.random.fold_in(keys(cfg.seed)["attack"], n)
 

@@ -30,15 +30,8 @@ from .. import models
 from ..config import Config, require
 from ..results import RunDir
 from . import register
-from .sphere_train import (QuadraticConfig, SphereTrainConfig, _fmt_log10, keys, run_sphere_training)
-
-
-def _sub_config(cfg, **changes) -> QuadraticConfig:
-    """A ``QuadraticConfig`` carrying the shared training fields of ``cfg``."""
-    fields = {f.name for f in dataclasses.fields(SphereTrainConfig)}
-    base = {k: v for k, v in dataclasses.asdict(cfg).items() if k in fields}
-    base.update(model="quadratic", **changes)
-    return QuadraticConfig(**base)
+from .sphere_train import (QuadraticConfig, SphereTrainConfig, _fmt_log10, derive_config, keys,
+                           run_sphere_training)
 
 
 def _importance_mc(alpha: np.ndarray, R: float, n: int, key: jax.Array) -> dict:
@@ -57,10 +50,6 @@ def _importance_mc(alpha: np.ndarray, R: float, n: int, key: jax.Array) -> dict:
             out[sphere] = {"rate": est.rate, "lower": est.lower, "upper": est.upper,
                            "log_rate": est.log_rate, "method": est.method}
     return out
-
-
-def _alpha_of(run_dir: RunDir) -> np.ndarray:
-    return run_dir.load_arrays("alpha")["alpha"]
 
 
 def _save_alpha(run_dir: RunDir, state) -> np.ndarray:
@@ -126,7 +115,7 @@ def run_finite(cfg: FiniteConfig, run_dir: RunDir, *, progress: bool = True) -> 
     t0 = time.time()
     rows = []
     for n in cfg.train_sizes:
-        sub_cfg = _sub_config(cfg, train_size=n)
+        sub_cfg = derive_config(cfg, QuadraticConfig, model="quadratic", train_size=n)
         sub_dir = RunDir.open(run_dir.path / f"N{n}", "sphere-quadratic", sub_cfg)
         sub = run_sphere_training(sub_cfg, sub_dir, progress=progress) if not (sub_dir.path / "summary.json").exists() \
             else _read_summary(sub_dir)

@@ -96,6 +96,15 @@ class SphereTrainConfig(Config):
                 f"batch {self.batch} is not divisible by the {ndev} visible devices; use a multiple of {ndev}")
 
 
+def derive_config(cfg: Config, cls: type[SphereTrainConfig], **changes) -> SphereTrainConfig:
+    """A ``cls`` config carrying the ``SphereTrainConfig`` fields of ``cfg`` (a sweep's config),
+    with ``changes`` applied: the per-point config of a sweep's sub-run."""
+    fields = {f.name for f in dataclasses.fields(SphereTrainConfig)}
+    base = {k: v for k, v in dataclasses.asdict(cfg).items() if k in fields}
+    base.update(changes)
+    return cls(**base)
+
+
 def make_model(cfg: SphereTrainConfig):
     if cfg.model == "relu":
         return models.SphereMLP(features=tuple(cfg.widths))
