@@ -30,11 +30,11 @@ import attacks
 from .. import data as sdata
 from .. import evaluate, train
 from ..config import Config, require
-from ..results import RunDir, read_json
+from ..results import RunDir
 from . import register
 from .manifold import mean_distance_to_error, nearest_on_manifold
 from .sphere_train import (ReluConfig, SphereTrainConfig, _batch_logits_for, derive_config, keys,
-                           run_sphere_training, train_model)
+                           run_sub, train_model)
 
 
 # -------------------------------------------------------------------------------------------------
@@ -74,9 +74,7 @@ def run_dimension_sweep(cfg: DimensionSweepConfig, run_dir: RunDir, *, progress:
     rows = []
     for d in cfg.dims:
         sub_cfg = derive_config(cfg, ReluConfig, model="relu", d=d)
-        sub_dir = RunDir.open(run_dir.path / f"d{d}", "sphere-relu", sub_cfg)
-        done = sub_dir.path / "summary.json"
-        s = read_json(done) if done.exists() else run_sphere_training(sub_cfg, sub_dir, progress=progress)
+        _, s = run_sub(run_dir, f"d{d}", "sphere-relu", sub_cfg, progress=progress)
         a = s.get("attacks", {})
         er = s["error_rate"]
         found = a.get("on_manifold_nearest", {}).get("found", 0)

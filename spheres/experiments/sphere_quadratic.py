@@ -31,7 +31,7 @@ from ..config import Config, require
 from ..results import RunDir
 from . import register
 from .sphere_train import (QuadraticConfig, SphereTrainConfig, _fmt_log10, derive_config, keys,
-                           run_sphere_training)
+                           run_sub)
 
 
 def _importance_mc(alpha: np.ndarray, R: float, n: int, key: jax.Array) -> dict:
@@ -116,9 +116,7 @@ def run_finite(cfg: FiniteConfig, run_dir: RunDir, *, progress: bool = True) -> 
     rows = []
     for n in cfg.train_sizes:
         sub_cfg = derive_config(cfg, QuadraticConfig, model="quadratic", train_size=n)
-        sub_dir = RunDir.open(run_dir.path / f"N{n}", "sphere-quadratic", sub_cfg)
-        sub = run_sphere_training(sub_cfg, sub_dir, progress=progress) if not (sub_dir.path / "summary.json").exists() \
-            else _read_summary(sub_dir)
+        sub_dir, sub = run_sub(run_dir, f"N{n}", "sphere-quadratic", sub_cfg, progress=progress)
         alpha = _save_alpha(sub_dir, _final_state(sub_cfg, sub_dir))
         mc = _importance_mc(alpha, cfg.R, cfg.mc_samples, jax.random.fold_in(keys(cfg.seed)["eval"], n))
         rows.append(_finite_row(cfg, n, sub, alpha, mc))
@@ -129,12 +127,6 @@ def run_finite(cfg: FiniteConfig, run_dir: RunDir, *, progress: bool = True) -> 
     _finite_figure(run_dir, summary)
     run_dir.write_summary(summary)
     return summary
-
-
-def _read_summary(sub_dir: RunDir) -> dict:
-    from ..results import read_json
-
-    return read_json(sub_dir.path / "summary.json")
 
 
 def _final_state(cfg: SphereTrainConfig, sub_dir: RunDir):

@@ -105,6 +105,17 @@ def derive_config(cfg: Config, cls: type[SphereTrainConfig], **changes) -> Spher
     return cls(**base)
 
 
+def run_sub(run_dir: RunDir, name: str, experiment: str, cfg: SphereTrainConfig, *,
+            progress: bool = True) -> tuple[RunDir, dict]:
+    """One point of a sweep: the sub-run ``run_dir/name``, trained and evaluated unless its
+    ``summary.json`` already exists (then read). Returns ``(sub_dir, summary)``."""
+    from ..results import read_json
+
+    sub_dir = RunDir.open(run_dir.path / name, experiment, cfg)
+    done = sub_dir.path / "summary.json"
+    return sub_dir, (read_json(done) if done.exists() else run_sphere_training(cfg, sub_dir, progress=progress))
+
+
 def make_model(cfg: SphereTrainConfig):
     if cfg.model == "relu":
         return models.SphereMLP(features=tuple(cfg.widths))
