@@ -167,21 +167,26 @@ def bind(logit_fn: Callable, params: Any) -> Callable:
     return functools.partial(logit_fn, params)
 
 
-@functools.partial(jax.jit, static_argnames=("attack", "logit_fn", "config"))
-def _run_batched(attack, logit_fn, config, params, batch):
+@functools.partial(jax.jit, static_argnames=("attack", "logit_fn", "config", "chunk_size"))
+def _run_batched(attack, logit_fn, config, params, batch, chunk_size=None):
     model = bind(logit_fn, params)
-    return jax.vmap(lambda example: attack(model, config, example))(batch)
+    one = lambda example: attack(model, config, example)
+    if chunk_size is None or chunk_size >= jax.tree.leaves(batch)[0].shape[0]:
+        return jax.vmap(one)(batch)
+    return lax.map(one, batch, batch_size=chunk_size)     # vmapped chunks, one after another
 
 
 def execute(attack: Callable, logit_fn: Callable, config: NamedTuple, params: Any,
-            batch: dict) -> AttackResult:
+            batch: dict, *, chunk_size: int | None = None) -> AttackResult:
     """Run the per-example ``attack`` over ``batch`` (every leaf has a leading axis B), jitted.
 
     ``attack``, ``logit_fn`` and ``config`` are static (hashed by identity / value): reuse the same
     ``logit_fn`` object to hit the compilation cache.  ``params`` is a traced pytree argument, so
-    new parameter values with the same shapes do not recompile.
+    new parameter values with the same shapes do not recompile.  ``chunk_size``: vmap that many
+    examples at a time (``lax.map`` over chunks) instead of the whole batch; results are the same
+    since examples are independent.
     """
-    return _run_batched(attack, logit_fn, config, params, batch)
+    return _run_batched(attack, logit_fn, config, params, batch, chunk_size=chunk_size)
 
 
 def finish(model: Callable, x0, label, x_adv, *, targeted: bool, loss: str,

@@ -88,8 +88,8 @@ def _lbfgs_example(model, config: LBFGSAttackConfig, ex: dict) -> AttackResult:
 
 
 def lbfgs(logit_fn, x, target, *, bounds=(0.0, 1.0), c_init=1.0, c_rounds=16, c_factor=10.0,
-          maxiter=100, tol=1e-5, ftol=2.2e-9, history_size=10, num_linesearch=16, loss="ce",
-          params=None) -> AttackResult:
+          maxiter=100, tol=1e-5, ftol=2.2e-9, history_size=10, num_linesearch=8, loss="ce",
+          params=None, chunk_size="auto") -> AttackResult:
     """Szegedy et al.'s targeted box-constrained L-BFGS attack with a per-example c search.
 
     Args:
@@ -100,7 +100,15 @@ def lbfgs(logit_fn, x, target, *, bounds=(0.0, 1.0), c_init=1.0, c_rounds=16, c_
         Pass ``None`` for unbounded inputs such as sphere data.
       c_init: first penalty (scalar or ``(B,)``).  c_rounds: c values tried per example.
       c_factor: multiplicative step of the bracketing phase.
-      maxiter, tol, ftol, history_size, num_linesearch: `LBFGSB` settings for each solve.
+      maxiter, tol, ftol, history_size, num_linesearch: `LBFGSB` settings for each solve
+        (8 trial steps t₀·2⁻ᵏ per iteration: on MNIST-size models the accepted step is nearly
+        always among the first 4, and 8 instead of the solver's 16 is ~1.4x faster with the same
+        distortion; see benchmarks/lbfgs.py).
+      chunk_size: examples vmapped at once (``lax.map`` over chunks); ``"auto"`` is 16 on CPU
+        (measured 2.3x faster than the whole batch of 256 on FC10, 1.9x on FC100-100-10: the
+        working set stays in cache and fewer examples wait for the slowest) and the whole batch
+        on GPU/TPU; ``None`` forces the whole batch.  Results do not depend on it beyond
+        floating-point rounding.
       loss: ``"ce"`` (cross-entropy toward t, as in the paper) or ``"margin"``.
 
     Returns:
@@ -132,4 +140,20 @@ def lbfgs(logit_fn, x, target, *, bounds=(0.0, 1.0), c_init=1.0, c_rounds=16, c_
     config = LBFGSAttackConfig(c_rounds=int(c_rounds), c_factor=float(c_factor), maxiter=int(maxiter),
                                tol=float(tol), ftol=float(ftol), history_size=int(history_size),
                                num_linesearch=int(num_linesearch), loss=loss)
-    return _base.execute(_lbfgs_example, logit_fn, config, params, batch)
+    return _base.execute(_lbfgs_example, logit_fn, config, params, batch,
+                         chunk_size=_chunk_size(chunk_size))
+
+
+def _chunk_size(chunk_size) -> int | None:
+    """``"auto"``: 16 on CPU, where a larger vmapped batch spills the solver's working set (B·m·n
+    history, B·L·n line-search trials) out of cache and waits in lock-step for its slowest
+    example; the whole batch at once elsewhere (accelerators want the widest batch)."""
+    if chunk_size == "auto":
+        return AUTO_CPU_CHUNK if jax.default_backend() == "cpu" else None
+    if chunk_size is not None:
+        _validate.check_int(chunk_size, "chunk_size", minimum=1)
+        return int(chunk_size)
+    return None
+
+
+AUTO_CPU_CHUNK = 16

@@ -79,15 +79,16 @@ def projected_gradient_error(x, grad, lo, hi):
     return jnp.max(jnp.abs(jnp.clip(x - grad, lo, hi) - x))
 
 
-def _two_loop(q, s_hist, y_hist, use, order):
-    """``H q`` by the L-BFGS two-loop recursion over the pairs flagged ``use`` (newest first)."""
-    sy = jnp.sum(s_hist * y_hist, axis=1)
-    yy = jnp.sum(y_hist * y_hist, axis=1)
+def _two_loop(q, s_hist, y_hist, free, sy, yy, use, order):
+    """``H_F q`` by the L-BFGS two-loop recursion over the pairs flagged ``use`` (newest first),
+    restricted to the free variables: every pair is read as (s∘free, y∘free), with ``sy``, ``yy``
+    their restricted inner products.  The mask is applied row by row, so no masked copy of the
+    (m, n) history is made (``q`` is already zero off ``free``)."""
     rho = jnp.where(use, 1.0 / jnp.where(use, sy, 1.0), 0.0)
 
     def backward(q, i):
         a = rho[i] * jnp.vdot(s_hist[i], q)
-        return q - a * y_hist[i], a
+        return q - a * (y_hist[i] * free), a
 
     q, alphas = lax.scan(backward, q, order)
     newest = order[jnp.argmax(use[order])]
@@ -97,7 +98,7 @@ def _two_loop(q, s_hist, y_hist, use, order):
     def forward(r, ia):
         i, a = ia
         b = rho[i] * jnp.vdot(y_hist[i], r)
-        return r + s_hist[i] * (a - b), None
+        return r + (s_hist[i] * free) * (a - b), None
 
     r, _ = lax.scan(forward, r, (order[::-1], alphas[::-1]))
     return r, gamma
@@ -167,10 +168,10 @@ class LBFGSB:
         free = (~active).astype(x.dtype)
 
         order = (state.next_slot - 1 - jnp.arange(m)) % m          # newest first
-        s_f, y_f = state.s_history * free, state.y_history * free
-        sy, yy = jnp.sum(s_f * y_f, axis=1), jnp.sum(y_f * y_f, axis=1)
+        sy = jnp.sum(state.s_history * state.y_history * free, axis=1)    # restricted curvature
+        yy = jnp.sum(jnp.square(state.y_history) * free, axis=1)
         use = self._valid(order, state.num_pairs) & (sy > jnp.finfo(x.dtype).eps * yy) & (yy > 0)
-        r, gamma = _two_loop(g * free, s_f, y_f, use, order)
+        r, gamma = _two_loop(g * free, state.s_history, state.y_history, free, sy, yy, use, order)
         d = -r * free - gamma * g * (1.0 - free)
         slope = jnp.vdot(g, d)
         d = jnp.where(slope < 0, d, -g)                            # safeguard: steepest descent
@@ -194,8 +195,9 @@ class LBFGSB:
         s, yv = x_try - x, g_new - g
         store = accept & (jnp.vdot(s, yv) > jnp.finfo(x.dtype).eps * jnp.vdot(yv, yv))
         slot = state.next_slot
-        s_hist = jnp.where(store, state.s_history.at[slot].set(s), state.s_history)
-        y_hist = jnp.where(store, state.y_history.at[slot].set(yv), state.y_history)
+        # Write one row in place (a select over the whole (m, n) history would copy it each step).
+        s_hist = state.s_history.at[slot].set(jnp.where(store, s, state.s_history[slot]))
+        y_hist = state.y_history.at[slot].set(jnp.where(store, yv, state.y_history[slot]))
         num_pairs = jnp.where(store, jnp.minimum(state.num_pairs + 1, m), state.num_pairs)
         # A failed search with curvature pairs: drop them and retry along −∇f next iteration.
         num_pairs = jnp.where(~found, 0, num_pairs)

@@ -386,6 +386,36 @@ def dense_flops(sizes: Sequence[int]) -> int:
     return int(sum(a * b for a, b in zip(sizes[:-1], sizes[1:])))
 
 
+def cpu_sample() -> tuple[float, float, float] | None:
+    """``(machine busy CPU-seconds, this process's CPU-seconds incl. waited children, wall time)``.
+
+    Busy is user + nice + system + irq + softirq + steal from ``/proc/stat`` (steal: a hypervisor
+    gave the CPU to another guest). ``None`` where ``/proc/stat`` is unavailable.
+    """
+    import resource
+
+    try:
+        with open("/proc/stat") as f:
+            vals = [int(v) for v in f.readline().split()[1:9]]
+    except (OSError, ValueError):
+        return None
+    busy = (sum(vals) - vals[3] - vals[4]) / os.sysconf("SC_CLK_TCK")      # minus idle, iowait
+    own = sum(getattr(resource.getrusage(w), k) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+              for k in ("ru_utime", "ru_stime"))
+    return busy, own, time.monotonic()
+
+
+def others_cpu_share(before, after, cpus: int) -> float | None:
+    """Fraction of the machine's CPU time used by OTHER processes between two `cpu_sample` calls.
+
+    The load average cannot tell this: a 2-thread benchmark alone on 2 cores already shows ~2.
+    """
+    if before is None or after is None or after[2] <= before[2]:
+        return None
+    other = (after[0] - before[0]) - (after[1] - before[1])
+    return round(min(max(other / ((after[2] - before[2]) * cpus), 0.0), 1.0), 4)
+
+
 def loadavg() -> list[float]:
     try:
         return [round(x, 2) for x in os.getloadavg()]

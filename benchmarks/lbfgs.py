@@ -169,9 +169,8 @@ def run(ctx: H.Context) -> dict:
     except FileNotFoundError as e:
         return H.skipped(f"Fashion-MNIST not found: {e}")
     t_np = ((y_np + 1) % 10).astype(np.int32)
-    # Flattened (B, 784): attacks.lbfgs with (B, 28, 28) inputs and a box currently fails inside
-    # attacks/lbfgsb.py (_bounds broadcasts the (28, 28) bounds to the flattened x); the models
-    # flatten their input anyway, so the work is the same.
+    # Flattened (B, 784), the vector SciPy's and jaxopt's solvers take; attacks.lbfgs accepts
+    # (B, 28, 28) images too (tests/test_attacks_lbfgs.py), and the models flatten their input.
     x_np = x_np.reshape(x_np.shape[0], -1)
     lb = dict(c_rounds=cfg["c_rounds"], maxiter=cfg["maxiter"], **SETTINGS)
     try:
@@ -277,7 +276,6 @@ def run(ctx: H.Context) -> dict:
             comps.append(H.compare(records, eq, jo, f"{name}/scipy-per-example/B={B}", scope=eq.scope))
             extra[f"{name}_jaxopt_B{B}"] = {"success_rate": float(o_ok.mean()),
                                             "mean_distortion_both": float(np.mean(o_dist[both]) / 28.0) if both.any() else None}
-    notes = ["inputs passed flattened (B, 784): attacks.lbfgs with (B, 28, 28) images and bounds raises "
-             "in attacks/lbfgsb.py (_bounds broadcasts (28, 28) bounds to the flattened x)"]
+    notes = []
     return {"config": cfg, "implementations": records, "equal_work": eq.as_dict(), "comparisons": comps,
             "skipped_impls": skipped, "extra": extra, "notes": notes}

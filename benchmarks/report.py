@@ -30,7 +30,8 @@ def _met(m) -> str:
 
 def _load(b) -> str:
     lb, la = b.get("loadavg_before") or [None], b.get("loadavg_after") or [None]
-    return f"{fmt(lb[0], 2)}→{fmt(la[0], 2)}"
+    other = b.get("others_cpu_share")
+    return f"{fmt(lb[0], 2)}→{fmt(la[0], 2)}" + (f"; others {other:.0%}" if other is not None else "")
 
 
 def markdown(doc: dict) -> str:
@@ -52,7 +53,7 @@ def markdown(doc: dict) -> str:
               f"Raw figures: `{doc.get('json_path', '')}`.", ""]
 
     lines += ["| Benchmark | Implementation | Rate (median) | Rate (best) | Unit / s | Compile / first call (s) "
-              "| GFLOP/s (median) | Load 1 min before→after |",
+              "| GFLOP/s (median) | Load 1 min before→after; other processes |",
               "|---|---|---|---|---|---|---|---|"]
     problems = []
     for b in doc["benchmarks"]:

@@ -6,7 +6,7 @@ Writes ``DIR/<machine>-<date>.json`` (default ``benchmarks/results``) and ``DIR/
 prints the markdown table. The JSON records the machine, versions, thread counts, the load average
 before and after every benchmark, and for every implementation each repeat's time, min and median,
 the compile time apart from the steady state, and the equal-work checks that gate every speed ratio.
-Figures taken while the load average exceeds the core count are flagged provisional.
+Figures taken while other processes use more than 10% of the CPUs are flagged provisional.
 """
 
 from __future__ import annotations
@@ -179,7 +179,7 @@ def run_one(module_name: str, ctx: H.Context, log) -> dict:
     rec = {"name": mod.NAME, "module": module_name, "title": mod.TITLE, "goal": mod.GOAL,
            "size": ctx.size, "loadavg_before": H.loadavg()}
     log(f"[bench] {mod.NAME}: {mod.TITLE} (load {rec['loadavg_before']}) ...")
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), H.cpu_sample()
     try:
         out = mod.run(ctx)
         rec["status"] = out.pop("status", "ok")
@@ -190,20 +190,39 @@ def run_one(module_name: str, ctx: H.Context, log) -> dict:
         rec["traceback"] = traceback.format_exc()[-4000:]
     rec["wall_s"] = time.perf_counter() - t0
     rec["loadavg_after"] = H.loadavg()
-    log(f"[bench] {mod.NAME}: {rec['status']} in {rec['wall_s']:.1f} s (load {rec['loadavg_after']})"
+    rec["others_cpu_share"] = H.others_cpu_share(cpu0, H.cpu_sample(), H.cpu_threads())
+    log(f"[bench] {mod.NAME}: {rec['status']} in {rec['wall_s']:.1f} s (load {rec['loadavg_after']}, "
+        f"other processes {rec['others_cpu_share']})"
         + (f" -- {rec.get('reason')}" if rec["status"] != "ok" else ""))
     return rec
 
 
+OTHERS_MAX = 0.10   # other processes' share of the CPUs above which figures are provisional
+
+
 def load_note(benchmarks: list[dict], cpus: int) -> dict:
+    """Provisional when other processes took more than `OTHERS_MAX` of the CPUs during any
+    benchmark (measured from /proc/stat minus our own CPU time; the load average counts the
+    benchmark's own threads, so it only serves where /proc/stat is missing)."""
     loads = [b[k][0] for b in benchmarks for k in ("loadavg_before", "loadavg_after") if b.get(k)]
-    worst = max(loads) if loads else None
-    provisional = worst is None or worst > 0.5 * cpus
-    text = (f"1-min load average {min(loads):.1f}-{worst:.1f} on {cpus} CPUs during the run: "
-            + ("the machine was shared and loaded, figures are PROVISIONAL (ratios measured in "
-               "interleaved rounds are more robust than absolute rates)" if provisional
-               else "machine quiet enough for final figures")) if loads else "load average unavailable"
-    return {"provisional": provisional, "max_loadavg_1min": worst, "text": text}
+    shares = [b["others_cpu_share"] for b in benchmarks if b.get("others_cpu_share") is not None]
+    worst_load = max(loads) if loads else None
+    if shares:
+        worst = max(shares)
+        provisional = worst > OTHERS_MAX
+        text = (f"other processes used {min(shares):.0%}-{worst:.0%} of the {cpus} CPUs during the "
+                f"benchmarks (1-min load average, our threads included, {min(loads):.1f}-{worst_load:.1f}): "
+                + (f"the machine was shared, figures are PROVISIONAL (> {OTHERS_MAX:.0%}; ratios measured "
+                   "in interleaved rounds are more robust than absolute rates)" if provisional
+                   else "the machine was quiet"))
+    else:
+        worst = None
+        provisional = worst_load is None or worst_load > cpus + 0.5
+        text = (f"1-min load average {min(loads):.1f}-{worst_load:.1f} on {cpus} CPUs (no /proc/stat): "
+                + ("figures are PROVISIONAL" if provisional else "machine quiet enough for final figures")
+                if loads else "load unavailable")
+    return {"provisional": provisional, "max_others_cpu_share": worst, "max_loadavg_1min": worst_load,
+            "text": text}
 
 
 def _clean(obj):

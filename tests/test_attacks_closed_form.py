@@ -217,6 +217,22 @@ def test_lbfgs_linear_softmax_targeted():
     assert np.all(ce.distance >= margin.distance * (1 - 1e-3))
 
 
+def test_lbfgs_chunked_batch_equals_whole_batch():
+    """``chunk_size`` only changes how many examples are vmapped at once: float64 results agree
+    with the whole batch to 1e-9 (rounding of differently-shaped fused loops, nothing more), for a
+    chunk that does not divide B (the remainder chunk is a separate vmap)."""
+    f, W, b, x, y, _ = linear_softmax()
+    t = (y + 1) % W.shape[0]
+    whole = attacks.lbfgs(f, x, t, bounds=(0.0, 1.0), chunk_size=None, tol=1e-10)
+    for cs in (4, "auto"):              # B = 6: chunks of 4 and a remainder of 2
+        part = attacks.lbfgs(f, x, t, bounds=(0.0, 1.0), chunk_size=cs, tol=1e-10)
+        np.testing.assert_array_equal(part.success, whole.success)
+        np.testing.assert_allclose(part.x_adv, whole.x_adv, atol=1e-9)
+        np.testing.assert_array_equal(part.num_steps, whole.num_steps)
+    with pytest.raises(ValueError, match="chunk_size"):
+        attacks.lbfgs(f, x, t, chunk_size=0)
+
+
 def test_lbfgs_already_at_target_and_unreachable():
     f, w, b, x, y = linear_binary()
     # (tol=1e-10 as in the tests above: same config, no new compilation.)
@@ -228,6 +244,22 @@ def test_lbfgs_already_at_target_and_unreachable():
     z = 0.5 * w.sum() + b
     res = attacks.lbfgs(f, xb, jnp.full((B,), int(z <= 0)), bounds=(lo, hi), tol=1e-10)
     assert not res.success.any() and np.all(res.distance == 0)
+
+
+def test_lbfgs_images_and_flat_vectors_agree_with_per_pixel_box():
+    """(B, H, W) images with a box broadcast per pixel give the flattened run's result (float64:
+    the same arithmetic in another shape, so 1e-12)."""
+    rng = np.random.default_rng(3)
+    Wm = jnp.asarray(rng.normal(size=(36, 4)) * 0.3)
+    f = lambda x: x.reshape(-1) @ Wm
+    x = jnp.asarray(rng.uniform(0.0, 0.9, size=(5, 6, 6)))
+    t = (jnp.argmax(jax.vmap(f)(x), axis=1) + 1) % 4
+    hi = jnp.asarray(rng.uniform(0.9, 1.0, size=(6, 6)))          # a (H, W) box, broadcast
+    img = attacks.lbfgs(f, x, t, bounds=(0.0, hi), c_rounds=4, maxiter=30)
+    flat = attacks.lbfgs(f, x.reshape(5, -1), t, bounds=(0.0, hi.reshape(-1)), c_rounds=4, maxiter=30)
+    assert img.x_adv.shape == x.shape and img.success.any()
+    np.testing.assert_allclose(np.asarray(img.x_adv).reshape(5, -1), flat.x_adv, atol=1e-12)
+    assert np.all(np.asarray(img.x_adv) <= np.asarray(hi) + 1e-12) and np.all(np.asarray(img.x_adv) >= 0)
 
 
 # --------------------------------------------------------------------------- sphere attacks

@@ -14,6 +14,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +62,26 @@ def test_every_benchmark_ran_and_recorded_its_load(tiny):
     for b in tiny["doc"]["benchmarks"]:
         assert b["status"] == "ok", (b["name"], b.get("reason"), b.get("traceback"))
         assert len(b["loadavg_before"]) == 3 and len(b["loadavg_after"]) == 3
+        assert b["others_cpu_share"] is None or 0.0 <= b["others_cpu_share"] <= 1.0
         assert b["wall_s"] > 0 and b["title"] and b["goal"]
+
+
+def test_others_cpu_share_subtracts_our_own_cpu_time():
+    """Our own CPU time must not count as 'other processes' (the load average would count it)."""
+    from benchmarks import _harness as H
+
+    # 3 s of machine CPU in 1 s of wall on 2 CPUs, 1 s of it ours: others used 2 of 2 CPU-seconds.
+    assert H.others_cpu_share((10.0, 1.0, 0.0), (13.0, 2.0, 1.0), 2) == 1.0
+    # 1.5 s busy, 1 s ours: others 0.5 of 2 CPU-seconds.
+    assert H.others_cpu_share((10.0, 1.0, 0.0), (11.5, 2.0, 1.0), 2) == 0.25
+    assert H.others_cpu_share((10.0, 1.0, 0.0), (10.5, 2.0, 1.0), 2) == 0.0    # clipped at 0
+    assert H.others_cpu_share(None, (1.0, 1.0, 1.0), 2) is None
+    a = H.cpu_sample()
+    if a is not None:                                    # the real counters: a share in [0, 1]
+        t = time.process_time()
+        while time.process_time() - t < 0.2:
+            pass
+        assert 0.0 <= H.others_cpu_share(a, H.cpu_sample(), H.cpu_threads()) <= 1.0
 
 
 def test_implementation_records(tiny):

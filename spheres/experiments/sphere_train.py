@@ -25,7 +25,7 @@ from .. import data as sdata
 from .. import evaluate, models, train
 from ..checkpoint import Checkpoints
 from ..config import Config, require
-from ..results import RunDir
+from ..results import RunDir, read_json
 from ..sharding import data_mesh
 from . import register
 
@@ -189,6 +189,7 @@ def train_model(cfg: SphereTrainConfig, run_dir: RunDir, *, progress: bool = Tru
         state = ckpt.restore_or(state)
         start = int(state.step)
         run_dir.truncate_metrics(start)
+        prior = _read_timing(run_dir, start)
         if start == 0 and extra_metrics is not None:
             run_dir.log_metrics({"step": 0, **extra_metrics(state)})
 
@@ -200,15 +201,39 @@ def train_model(cfg: SphereTrainConfig, run_dir: RunDir, *, progress: bool = Tru
             run_dir.log_metrics(rec)
             if step % cfg.ckpt_every == 0 or step == cfg.steps:
                 ckpt.save(step, st)
+                run_dir.save_json(TIMING, _timing(prior, start, step, time.time() - t0))
 
         state = train.train(state, data, num_steps=cfg.steps, chunk=cfg.chunk_steps,
                             batch=cfg.batch, on_chunk=on_chunk, progress=progress,
                             desc=f"train {cfg.model} d={cfg.d}")
-    seconds = time.time() - t0
-    done = cfg.steps - start
-    return state, {"train_seconds": round(seconds, 3), "steps_this_start": done,
-                   "resumed_from_step": start,
-                   "steps_per_second": round(done / seconds, 2) if done and seconds > 0 else None}
+    t = _timing(prior, start, cfg.steps, time.time() - t0)
+    return state, {"train_seconds": round(t["train_seconds"], 3), "steps_timed": t["steps_timed"],
+                   "steps_this_start": cfg.steps - start, "resumed_from_step": start,
+                   "steps_per_second": (round(t["steps_timed"] / t["train_seconds"], 2)
+                                        if t["steps_timed"] and t["train_seconds"] > 0 else None)}
+
+
+TIMING = "train_timing"  # train_timing.json: training seconds summed over every start of the run
+
+
+def _read_timing(run_dir: RunDir, start: int) -> dict:
+    """Training time of the earlier starts, as written at the checkpoint we resumed from.
+
+    ``steps_timed`` < ``step`` when a run began before this file existed (or was killed between a
+    checkpoint and its timing record): those steps are reported as untimed rather than guessed.
+    """
+    p = run_dir.path / f"{TIMING}.json"
+    if start == 0 or not p.exists():
+        return {"train_seconds": 0.0, "steps_timed": 0}
+    t = read_json(p)
+    if t.get("step", -1) > start:  # a record newer than the checkpoint: cannot attribute it
+        return {"train_seconds": 0.0, "steps_timed": 0}
+    return {"train_seconds": float(t["train_seconds"]), "steps_timed": int(t["steps_timed"])}
+
+
+def _timing(prior: dict, start: int, step: int, seconds: float) -> dict:
+    return {"step": step, "train_seconds": prior["train_seconds"] + seconds,
+            "steps_timed": prior["steps_timed"] + (step - start)}
 
 
 def measure_error_rates(cfg: SphereTrainConfig, state: train.TrainState, *, progress: bool = True):
@@ -283,7 +308,6 @@ def make_tracker(cfg: SphereTrainConfig) -> typing.Callable[[train.TrainState], 
 
 def run_sphere_training(cfg: SphereTrainConfig, run_dir: RunDir, *, progress: bool = True,
                         extra_metrics=None) -> dict:
-    t0 = time.time()
     if extra_metrics is None:
         extra_metrics = make_tracker(cfg)
     state, timing = train_model(cfg, run_dir, progress=progress, extra_metrics=extra_metrics)
@@ -301,7 +325,7 @@ def run_sphere_training(cfg: SphereTrainConfig, run_dir: RunDir, *, progress: bo
         "final_train_accuracy": last.get("accuracy"),
         "error_rate": {k: v.as_dict() for k, v in rates.items()},
         "train_seconds": timing["train_seconds"], "eval_seconds": round(eval_seconds, 3),
-        "steps_per_second": timing["steps_per_second"],
+        "steps_per_second": timing["steps_per_second"], "steps_timed": timing["steps_timed"],
         "resumed_from_step": timing["resumed_from_step"],
         "devices": jax.device_count(), "backend": jax.default_backend(),
     }
@@ -334,7 +358,8 @@ def run_sphere_training(cfg: SphereTrainConfig, run_dir: RunDir, *, progress: bo
                                          f"CLT {_fmt_log10(th[f'log10_clt_{s}'])}")
                  for s in ("inner", "outer")]
     summary["table_rows"] = rows
-    summary["wall_seconds"] = round(time.time() - t0, 3)
+    # training summed over every start (train_timing.json), then this start's evaluation and attacks
+    summary["wall_seconds"] = round(timing["train_seconds"] + time.time() - t1, 3)
     run_dir.write_summary(summary)
     return summary
 
@@ -380,7 +405,10 @@ def format_table(summary: dict) -> str:
                      ("wall_seconds", "wall time (s)")):
         rows.append((label, f"{summary[k]:.1f}"))
     if summary.get("steps_per_second"):
-        rows.append(("training speed", f"{summary['steps_per_second']:.0f} steps/s"))
+        timed = summary.get("steps_timed", summary["steps"])
+        rows.append(("training speed", f"{summary['steps_per_second']:.0f} steps/s"
+                     + (f" (time recorded for the last {timed:,} of {summary['steps']:,} steps)"
+                        if timed < summary["steps"] else "")))
     for extra in summary.get("table_rows", []):
         rows.append(tuple(extra))
     w = max(len(r[0]) for r in rows)
