@@ -12,6 +12,7 @@ an interrupted run exits 130 and resumes when the same command is run again.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -32,6 +33,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", type=Path, default=None, help="run directory (default runs/EXP-PRESET-sSEED)")
     r.add_argument("--seed", type=int, default=None)
     r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    r.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
+                   help="image experiments: directory with the IDX files (same as --set data_dir=DIR; "
+                        "default $SPHERES_DATA, then Debian's dataset-fashion-mnist, then tfds)")
     r.add_argument("--force", action="store_true", help="replace a different run in --out")
     r.add_argument("--no-progress", action="store_true")
     s = sub.add_parser("show", help="print a run directory's config and result table")
@@ -56,13 +60,21 @@ def _cmd_list() -> int:
 
 def _cmd_run(args) -> int:
     from . import experiments
+    from .config import ConfigError
 
     exp = experiments.get(args.experiment)
-    cfg = experiments.make_config(args.experiment, args.preset, args.overrides, args.seed)
+    overrides = list(args.overrides)
+    if args.data_dir is not None:
+        if "data_dir" not in {f.name for f in dataclasses.fields(exp.config_cls)}:
+            raise ConfigError(f"{args.experiment} reads no image data; --data-dir applies to the "
+                              f"szegedy-* and goodfellow-* experiments")
+        overrides.append(f"data_dir={args.data_dir}")
+    cfg = experiments.make_config(args.experiment, args.preset, overrides, args.seed)
     out = args.out or Path("runs") / f"{args.experiment}-{args.preset}-s{cfg.seed}"
     print(f"spheres: {args.experiment} --preset {args.preset} -> {out}", file=sys.stderr)
+    cfg.preflight()
     run_dir = experiments.RunDir.open(out, args.experiment, cfg, force=args.force)
-    run_dir.update_manifest(preset=args.preset, overrides=args.overrides)
+    run_dir.update_manifest(preset=args.preset, overrides=overrides)
     summary = exp.run(cfg, run_dir, progress=not args.no_progress)
     print(exp.table(summary) if exp.table else json.dumps(summary, indent=2))
     print(f"results in {out}", file=sys.stderr)

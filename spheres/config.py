@@ -96,6 +96,10 @@ class Config:
     def validate(self) -> None:  # pragma: no cover - subclasses extend
         pass
 
+    def preflight(self) -> None:
+        """Check what the run needs from outside (e.g. data files) BEFORE its run directory is
+        created, so a missing input leaves nothing behind. Raise with a fix-it message."""
+
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 

@@ -233,10 +233,10 @@ def _load_tfds(name: str, data_dir: str | None = None) -> ImageDataset:
     """Load through ``tfds.data_source`` (array-record files; no TensorFlow needed)."""
     import tensorflow_datasets as tfds
 
-    splits = tfds.data_source(name, data_dir=data_dir)
-
     def to_arrays(split):
-        src = splits[split]
+        # One split per call: without ``split`` the returned dict is built from the dataset's
+        # metadata, which tfds.testing.mock_data does not provide (the dict comes back empty).
+        src = tfds.data_source(name, split=split, data_dir=data_dir)
         n = len(src)
         x = np.empty((n, *IMAGE_SHAPE), np.uint8)
         y = np.empty((n,), np.int32)

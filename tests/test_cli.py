@@ -38,6 +38,8 @@ def _one_error_line(out, fragment):
     (["run", "sphere-quadratic", "--set", "optimizer=lbfgs"], "must be one of adam, sgd, momentum"),
     (["run", "sphere-quadratic", "--out", "/proc/version/run"], "run directory"),
     (["show", "/nonexistent/run"], "not a run directory"),
+    (["run", "sphere-relu", "--data-dir", "/tmp"], "--data-dir applies to the szegedy-* and goodfellow-*"),
+    (["run", "goodfellow-logistic", "--data-dir", "/nonexistent/idx"], "/nonexistent/idx"),
 ])
 def test_bad_inputs_give_one_line_and_exit_2(args, fragment, capsys):
     # in-process: fast, and the same code path as the console script
@@ -45,6 +47,13 @@ def test_bad_inputs_give_one_line_and_exit_2(args, fragment, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2
     assert err[-1].startswith("spheres: error:") and fragment in err[-1], err
+
+
+def test_missing_image_data_fails_before_the_run_directory_exists(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["run", "goodfellow-logistic", "--data-dir", str(tmp_path / "nowhere"), "--out", str(out)]) == 2
+    assert "nowhere is not a directory" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert not out.exists()      # nothing left behind: the same command with the right --data-dir works
 
 
 def test_batch_not_divisible_by_devices_via_console():

@@ -80,5 +80,6 @@ def run_experiment(name: str, config: Config, out_dir: Path | str, *, force: boo
     if not isinstance(config, exp.config_cls):
         raise ConfigError(f"{name} expects a {exp.config_cls.__name__}, got {type(config).__name__}")
     config.validate()
+    config.preflight()
     run_dir = RunDir.open(out_dir, name, config, force=force)
     return exp.run(config, run_dir)

@@ -83,6 +83,11 @@ class ImageConfig(Config):
         require(self.batch % ndev == 0,
                 f"batch {self.batch} is not divisible by the {ndev} visible devices; use a multiple of {ndev}")
 
+    def preflight(self) -> None:
+        """Locate and read the dataset now (cached for the run), so a missing or corrupt file
+        fails before the run directory exists."""
+        idata.load_dataset(self.dataset, self.data_dir)
+
 
 def load_data(cfg: ImageConfig) -> idata.ImageDataset:
     """The config's dataset, cut to ``n_train``/``n_test`` (0 = all)."""
