@@ -76,6 +76,9 @@ def test_run_show_resume_and_conflict(tmp_path):
     assert r2.returncode == 0
     s = json.loads((out / "summary.json").read_text())
     assert s["resumed_from_step"] == 100
+    first = json.loads((out / "train_timing.json").read_text())
+    # training time is the first start's (summed over starts), not the resumed start's ~0 s
+    assert s["steps_timed"] == 100 and s["train_seconds"] >= first["train_seconds"] > 0
     # a different config into the same directory is refused, then allowed with --force
     _one_error_line(_cli("run", "sphere-quadratic", "--out", str(out), *TINY, "--seed", "3"),
                     "already holds a different run")

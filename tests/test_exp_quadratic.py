@@ -1,5 +1,7 @@
 """Quick presets of the quadratic-network experiments (Gilmer §4): theory agrees with measurement."""
 
+import json
+
 import jax
 import numpy as np
 import pytest
@@ -18,9 +20,22 @@ def _binom_consistent(rate: float, errors: int, n: int, level: float = 1e-4) -> 
 
 
 @pytest.fixture(scope="module")
-def quad(tmp_path_factory):
-    return run_experiment("sphere-quadratic", make_config("sphere-quadratic", "quick"),
-                          tmp_path_factory.mktemp("quad"))
+def quad_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("quad")
+    return run_experiment("sphere-quadratic", make_config("sphere-quadratic", "quick"), d), d
+
+
+@pytest.fixture(scope="module")
+def quad(quad_dir):
+    return quad_dir[0]
+
+
+def test_quadratic_run_writes_its_training_figure_and_timing(quad_dir):
+    s, d = quad_dir
+    assert (d / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    timing = json.loads((d / "train_timing.json").read_text())
+    assert timing["step"] == timing["steps_timed"] == s["steps"] == s["steps_timed"]
+    assert 0 < s["train_seconds"] <= s["wall_seconds"]
 
 
 @pytest.fixture(scope="module")

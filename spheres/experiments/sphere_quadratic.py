@@ -245,12 +245,12 @@ def run_perfect_init(cfg: PerfectInitConfig, run_dir: RunDir, *, progress: bool 
                "error_rate": {k: v.as_dict() for k, v in rates.items()},
                "train_seconds": timing["train_seconds"],
                "wall_seconds": round(timing["train_seconds"] + time.time() - t1, 1)}
-    _trajectory_figure(run_dir, tracked, "Perfect initialisation on a finite set", "perfect_init")
+    trajectory_figure(run_dir, tracked, "Perfect initialisation on a finite set", "perfect_init")
     run_dir.write_summary(summary)
     return summary
 
 
-def _trajectory_figure(run_dir: RunDir, tracked: list[dict], title: str, name: str) -> None:
+def trajectory_figure(run_dir: RunDir, tracked: list[dict], title: str, name: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -267,6 +267,19 @@ def _trajectory_figure(run_dir: RunDir, tracked: list[dict], title: str, name: s
             y = np.array([m[f"log10_{kind}_{s}"] for m in tracked], float)
             ax[1].plot(steps, np.where(np.isfinite(y), y, np.nan), ls,
                        label=f"{'exact' if kind == 'exact' else 'CLT'} {s}")
+    bound_label = "0 errors measured: 95% upper bound"
+    for s, mk in (("inner", "o"), ("outer", "s")):   # measured rates; 0 errors: 95% upper bound ▽
+        meas = [m for m in tracked if m.get(f"measured_{s}_n")]
+        if meas:
+            e = np.array([m[f"measured_{s}_errors"] for m in meas], float)
+            n = np.array([m[f"measured_{s}_n"] for m in meas], float)
+            st = np.array([m["step"] for m in meas])
+            hit = e > 0
+            ax[1].plot(st[hit], np.log10(e[hit] / n[hit]), mk, mfc="none", color="k",
+                       label=f"measured {s}" if hit.any() else None)
+            ax[1].plot(st[~hit], np.log10(1 - 0.05 ** (1 / n[~hit])), "v", color="gray", ms=4,
+                       label=bound_label if (~hit).any() else None)
+            bound_label = None if (~hit).any() else bound_label
     perfect = np.array([bool(m.get("perfect")) for m in tracked])
     if perfect.any():
         ax[1].fill_between(steps, 0, 1, where=perfect, step="mid", color="green", alpha=0.12,

@@ -344,6 +344,11 @@ def run_sphere_training(cfg: SphereTrainConfig, run_dir: RunDir, *, progress: bo
         distance_histogram(run_dir, arrays, f"{cfg.model} d={cfg.d}: nearest errors from inner-sphere points")
         rows += _attack_rows(analysis)
     if cfg.model == "quadratic":
+        from .sphere_quadratic import trajectory_figure
+
+        trajectory_figure(run_dir, [m for m in metrics if "alpha_fraction_in_range" in m],
+                          f"Quadratic net, d = {cfg.d}, h = {cfg.hidden}" + (
+                              f", N = {cfg.train_size:,}" if cfg.train_size else ", online"), "training")
         th = quadratic_theory(jax.device_get(state.params), cfg.R)
         summary["theory"] = th
         perfect_steps = [m["step"] for m in metrics if m.get("perfect")]
