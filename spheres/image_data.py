@@ -185,6 +185,11 @@ def write_idx(path: Path | str, array: np.ndarray, *, compress: bool | None = No
 # ------------------------------------------------------------------------------ locating data
 
 
+def debian_fashion_mnist_installed() -> bool:
+    """Whether Debian's ``dataset-fashion-mnist`` files are where `load_dataset` looks for them."""
+    return DEBIAN_FASHION_MNIST.is_dir() and _idx_dir_for("fashion_mnist", DEBIAN_FASHION_MNIST) is not None
+
+
 def _find_file(directory: Path, stem: str) -> Path | None:
     for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
         p = directory / name

@@ -16,32 +16,8 @@ from spheres.results import RunDirConflict
 GOODFELLOW = ["goodfellow-fgsm", "goodfellow-logistic", "goodfellow-adversarial-training",
               "goodfellow-agreement", "goodfellow-rubbish"]
 
-pytestmark = pytest.mark.skipif(
-    not (idata.DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").exists(),
-    reason="the quick presets use Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist), not installed")
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory, monkeypatch_module):
-    """``run(name) -> (summary, RunDir path)``; each experiment runs once per module."""
-    done = {}
-
-    def _run(name):
-        if name not in done:
-            out = tmp_path_factory.mktemp(name)
-            summary = run_experiment(name, make_config(name, "quick"), out)
-            done[name] = (summary, out)
-        return done[name]
-
-    return _run
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    mp = pytest.MonkeyPatch()
-    mp.delenv(idata.ENV_VAR, raising=False)     # the Debian files, whatever the caller's environment
-    yield mp
-    mp.undo()
+pytestmark = pytest.mark.skipif(not idata.debian_fashion_mnist_installed(),
+                                reason="quick presets read Debian's dataset-fashion-mnist, not installed")
 
 
 @pytest.mark.parametrize("name", GOODFELLOW)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from spheres import image_data as idata, image_models as im, image_train as itrain
-from spheres.experiments import get, make_config, run_experiment
+from spheres.experiments import get, make_config
 from spheres.results import RunDir
 
 SZEGEDY = ["szegedy-table1", "szegedy-transfer", "szegedy-cross-training", "szegedy-spectral",
@@ -19,32 +19,8 @@ GOODFELLOW = ["goodfellow-fgsm", "goodfellow-logistic", "goodfellow-adversarial-
               "goodfellow-agreement", "goodfellow-rubbish"]
 IMAGE_EXPERIMENTS = SZEGEDY + GOODFELLOW
 
-pytestmark = pytest.mark.skipif(
-    not (idata.DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").exists(),
-    reason="the quick presets use Debian's dataset-fashion-mnist (/usr/share/datasets/fashion-mnist), not installed")
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory, monkeypatch_module):
-    """``run(name) -> (summary, RunDir path)``; each experiment runs once per module."""
-    done = {}
-
-    def _run(name):
-        if name not in done:
-            out = tmp_path_factory.mktemp(name)
-            summary = run_experiment(name, make_config(name, "quick"), out)
-            done[name] = (summary, out)
-        return done[name]
-
-    return _run
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    mp = pytest.MonkeyPatch()
-    mp.delenv(idata.ENV_VAR, raising=False)     # the Debian files, whatever the caller's environment
-    yield mp
-    mp.undo()
+pytestmark = pytest.mark.skipif(not idata.debian_fashion_mnist_installed(),
+                                reason="quick presets read Debian's dataset-fashion-mnist, not installed")
 
 
 def test_all_registered_with_quick_and_full_presets():

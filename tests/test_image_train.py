@@ -14,13 +14,13 @@ from spheres.results import RunDir
 from spheres.train import NonFiniteError
 
 needs_fashion = pytest.mark.skipif(
-    not (idata.DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").exists(),
+    not idata.debian_fashion_mnist_installed(),
     reason="Debian's dataset-fashion-mnist is not installed (/usr/share/datasets/fashion-mnist)")
 
 
 @pytest.fixture(scope="module")
 def fashion():
-    if not (idata.DEBIAN_FASHION_MNIST / "train-images-idx3-ubyte.gz").exists():
+    if not idata.debian_fashion_mnist_installed():
         pytest.skip("Debian's dataset-fashion-mnist is not installed (/usr/share/datasets/fashion-mnist)")
     return idata.take(idata.load_dataset("fashion_mnist", idata.DEBIAN_FASHION_MNIST), 4000, 1000)
 
