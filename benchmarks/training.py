@@ -9,6 +9,7 @@ sampling is part of the work on both sides) and does ``steps`` optimiser steps p
 * ``torch-eager``: the same network, ``torch.optim.Adam``, ``BCEWithLogitsLoss``, same threads;
 * ``torch-compile``: the same with ``torch.compile`` on the model (forward and backward) and on
   ``optimizer.step`` (skipped at ``--size tiny``: compiling takes a minute or more);
+* ``relu-gemms-only``: the ReLU step's matmuls alone, same shapes (the ceiling at batch 50);
 * the matmul FLOP-rate reference in the same rounds.
 
 Equal work, checked before speed: same parameter count, batch, steps and optimiser settings; from the
@@ -181,6 +182,37 @@ def _bench_model(ctx: H.Context, kind: str, cfg: dict, eq: H.EqualWork, skipped:
     return impls, work
 
 
+def _gemm_ceiling(d: int, widths, B: int, steps: int) -> H.Impl:
+    """Only the matmuls of ``steps`` ReLU-net training steps (forward, weight and input gradients,
+    the shapes of batch B) in one jitted ``lax.scan``: the rate the training step could reach if
+    everything but its GEMMs were free. Small-batch GEMMs run well below the n×n probe's rate, so
+    this is the fair ceiling for "% of FLOP rate" at batch 50."""
+    sizes = [d, *widths, 1]
+    keys = jax.random.split(jax.random.key(7), len(sizes))
+    Ws = [jax.random.normal(k, (a, b), jnp.float32) / math.sqrt(a) for k, a, b in zip(keys, sizes[:-1], sizes[1:])]
+    x0 = jax.random.normal(keys[-1], (B, d), jnp.float32)
+
+    @jax.jit
+    def gemms(x):
+        def one(x, _):
+            acts = [x]
+            for W in Ws:
+                acts.append(acts[-1] @ W)
+            g, total = acts[-1], 0.0
+            for i in reversed(range(len(Ws))):
+                total = total + jnp.sum(acts[i].T @ g)          # weight gradient
+                if i > 0:
+                    g = g @ Ws[i].T                              # input gradient
+            return x + 1e-12 * total, None                       # a data dependence between steps
+
+        return jax.lax.scan(one, x, None, length=steps)[0]
+
+    return H.Impl("relu-gemms-only/jax", "jax", lambda: gemms(x0), steps, "steps",
+                  _flops_per_step("relu", d, widths, 0, B) * steps,
+                  work={"what": "the ReLU step's matmuls only", "batch": B},
+                  note="ceiling: the training step's GEMMs alone")
+
+
 def run(ctx: H.Context) -> dict:
     cfg = SIZES[ctx.size]
     eq = H.EqualWork()
@@ -189,6 +221,7 @@ def run(ctx: H.Context) -> dict:
     for kind in ("relu", "quadratic"):
         more, works[kind] = _bench_model(ctx, kind, cfg, eq, skipped)
         impls += more
+    impls.append(_gemm_ceiling(cfg["d"], cfg["widths"], cfg["batch"], cfg["steps"]))
     impls += H.matmul_probe(ctx, cfg["probe"])
 
     records, outputs = H.measure(impls, cfg["repeats"], skipped)
@@ -213,6 +246,9 @@ def run(ctx: H.Context) -> dict:
             comps.append(H.compare(records, eq, "relu/jax-scan", "relu/jax-step-loop",
                                    what="relu: lax.scan chunk vs one jitted step per Python call", scope=kind))
         fracs.append(H.flop_fraction(records, f"{kind}/jax-scan", xla, goal=0.60 if kind == "relu" else None))
+        if kind == "relu":
+            fracs.append(H.flop_fraction(records, "relu/jax-scan", "relu-gemms-only/jax"))
+            fracs.append(H.flop_fraction(records, "relu-gemms-only/jax", xla))
     return {"config": cfg, "implementations": records, "equal_work": eq.as_dict(), "comparisons": comps,
             "flop_fractions": fracs, "skipped_impls": skipped,
             "extra": {"flops_per_step": {k: _flops_per_step(k, cfg["d"], cfg["widths"], cfg["hidden"], cfg["batch"])
