@@ -12,11 +12,13 @@ SQUARED norm because it is smooth at r = 0, where L-BFGS needs a gradient; both 
 minimisers that move toward the boundary as c grows, and the c search picks the largest c that
 still succeeds, so on a linear model the distance converges to the exact |wᵀx + b|/‖w‖₂.
 
-c search, per example, a fixed number of rounds (``lax.fori_loop``): start at ``c_init``; after a
-success raise c (×``c_factor`` until a failure brackets it), after a failure lower it (÷); once
-bracketed, bisect geometrically (c = √(c_ok·c_fail)).  Every round solves (*) from x' = x; the
-returned point is the smallest successful one over all rounds.  All examples (each with its own
-c) run as one vmapped, jitted program.
+c search, per example, ``c_rounds`` rounds: start at ``c_init``; after a success raise c
+(×``c_factor`` until a failure brackets it), after a failure lower it (÷); once bracketed, bisect
+geometrically (c = √(c_ok·c_fail)).  Every round solves (*) from x' = x; the returned point is the
+smallest successful one over all rounds.  All examples (each with its own c) run as one vmapped,
+jitted program, and the rounds of one example are ONE loop of solver iterations (a finished solve
+is scored and restarted with the next c inside the same iteration), so under vmap no example
+waits for the batch's slowest solve at the end of every round.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import jax.numpy as jnp
 from attacks import _base, _validate
 from attacks._base import (AttackResult, classification_loss, finish, is_adversarial,
                            iterate, norm)
-from attacks.lbfgsb import LBFGSB
+from attacks.lbfgsb import LBFGSB, LBFGSBResult, LBFGSBState
 
 
 class LBFGSAttackConfig(NamedTuple):
@@ -44,16 +46,23 @@ class LBFGSAttackConfig(NamedTuple):
 
 
 class CSearchState(NamedTuple):
-    c: jax.Array            # penalty for the next round
+    c: jax.Array            # penalty of the current solve
     c_ok: jax.Array         # largest c that succeeded (0: none yet)
     c_fail: jax.Array       # smallest c that failed (inf: none yet)
     best_x: jax.Array
     best_distance: jax.Array
     best_success: jax.Array
     solver_steps: jax.Array
+    round: jax.Array        # c rounds finished
+    x: jax.Array            # the current solve's iterate
+    solver: LBFGSBState     # the current solve's state
 
 
 def _lbfgs_example(model, config: LBFGSAttackConfig, ex: dict) -> AttackResult:
+    """One example's whole c search as ONE loop of solver iterations: when a solve ends, the same
+    iteration scores it, picks the next c and restarts from x.  Under vmap an example therefore
+    waits for the batch only once (max over examples of its total iterations), not once per round
+    (the sum over rounds of the slowest example's iterations)."""
     x0, target = ex["x"], ex["y"]
     box = (ex["lo"], ex["hi"]) if "lo" in ex else None
 
@@ -62,27 +71,43 @@ def _lbfgs_example(model, config: LBFGSAttackConfig, ex: dict) -> AttackResult:
 
     solver = LBFGSB(objective, maxiter=config.maxiter, tol=config.tol, ftol=config.ftol,
                     history_size=config.history_size, num_linesearch=config.num_linesearch)
+    dtype = x0.dtype
+    # Every solve starts at x' = x, where the penalty and its gradient vanish: the initial state is
+    # the same for every c, so a restart is a select, not a new gradient evaluation.
+    fresh = solver.init_state(x0, box, jnp.ones((), dtype))
 
     def step(i, s: CSearchState) -> CSearchState:
-        xp, st = solver.run(x0, box, s.c)
+        running = s.solver.result == LBFGSBResult.RUNNING
+        xn, stn = solver.update(s.x, s.solver, box, s.c)
+        xp = jnp.where(running, xn, s.x)
+        st = jax.tree.map(lambda a, b: jnp.where(running, a, b), stn, s.solver)
+        ended = st.result != LBFGSBResult.RUNNING      # converged, stalled or at maxiter
+
         success = is_adversarial(model(xp), target, targeted=True)
         distance = norm(xp - x0)
-        better = success & (~s.best_success | (distance < s.best_distance))
-        c_ok = jnp.where(success, jnp.maximum(s.c_ok, s.c), s.c_ok)
-        c_fail = jnp.where(success, s.c_fail, jnp.minimum(s.c_fail, s.c))
+        better = ended & success & (~s.best_success | (distance < s.best_distance))
+        c_ok = jnp.where(ended & success, jnp.maximum(s.c_ok, s.c), s.c_ok)
+        c_fail = jnp.where(ended & ~success, jnp.minimum(s.c_fail, s.c), s.c_fail)
         c_next = jnp.where(jnp.isinf(c_fail), c_ok * config.c_factor,
                            jnp.where(c_ok == 0, c_fail / config.c_factor, jnp.sqrt(c_ok * c_fail)))
+        restart = lambda new, old: jnp.where(ended, new, old)
         return CSearchState(
-            c=c_next, c_ok=c_ok, c_fail=c_fail, best_x=jnp.where(better, xp, s.best_x),
+            c=restart(c_next, s.c), c_ok=c_ok, c_fail=c_fail,
+            best_x=jnp.where(better, xp, s.best_x),
             best_distance=jnp.where(better, distance, s.best_distance),
-            best_success=s.best_success | success, solver_steps=s.solver_steps + st.iter_num)
+            best_success=s.best_success | (ended & success),
+            solver_steps=s.solver_steps + jnp.where(ended, st.iter_num, 0),
+            round=s.round + ended.astype(jnp.int32),
+            x=restart(x0, xp), solver=jax.tree.map(restart, fresh, st))
 
     already = is_adversarial(model(x0), target, targeted=True)   # r = 0 already reaches t
-    dtype = x0.dtype
     state = CSearchState(c=ex["c_init"], c_ok=jnp.zeros((), dtype), c_fail=jnp.asarray(jnp.inf, dtype),
                          best_x=x0, best_distance=jnp.zeros((), dtype), best_success=already,
-                         solver_steps=jnp.zeros((), jnp.int32))
-    state, _ = iterate(step, state, config.c_rounds, done=lambda s: already)
+                         solver_steps=jnp.zeros((), jnp.int32), round=jnp.zeros((), jnp.int32),
+                         x=x0, solver=fresh)
+    # A solve ends after at most maxiter updates, or at once when x is already stationary.
+    state, _ = iterate(step, state, config.c_rounds * (config.maxiter + 1),
+                       done=lambda s: already | (s.round >= config.c_rounds))
     return finish(model, x0, target, state.best_x, targeted=True, loss=config.loss,
                   num_steps=state.solver_steps)
 
