@@ -69,10 +69,26 @@ def _finite_rows(s: dict) -> list[tuple[str, str, str]]:
                      f"{_fmt_log10(r['log10_clt_inner'])} / {_fmt_log10(r['log10_clt_outer'])}"))
         rows.append((f"{n}: exact error rate (inner / outer)", "— (the paper has no exact value)",
                      f"{_fmt_log10(r['log10_exact_inner'])} / {_fmt_log10(r['log10_exact_outer'])}"))
+        mc = r.get("importance_mc")
+        if mc:
+            rows.append((f"{n}: importance-sampled Monte Carlo (inner / outer)", "—",
+                         f"{_fmt_mc(mc['inner'])} / {_fmt_mc(mc['outer'])}"))
         m = r["measured"]
         rows.append((f"{n}: errors in {m['inner']['n']:,} samples per sphere", "none in 10⁷ (unverified)",
                      f"inner {m['inner']['errors']}, outer {m['outer']['errors']}"))
     return rows
+
+
+def _fmt_mc(e: dict) -> str:
+    """An importance-sampled estimate: rate [95% interval], or 0 when no coefficient has the error
+    sign (an exact zero), or 10^x from the log when the rate underflows float64."""
+    import math
+
+    if e["log_rate"] == -math.inf:
+        return "0 (exact)"
+    if e["rate"] > 0:
+        return f"{e['rate']:.3g} [{e['lower']:.2g}, {e['upper']:.2g}]"
+    return f"10^{e['log_rate'] / math.log(10):.1f}"
 
 
 def _perfect_rows(s: dict) -> list[tuple[str, str, str]]:

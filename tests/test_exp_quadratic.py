@@ -94,3 +94,17 @@ def test_simplified_model_matches_the_general_exact_formula(tmp_path):
             alpha = theory.simplified_alpha(d // 2, d, cfg.a_bad, cfg.a_good)
             ref = theory.exact_error_rate(alpha, sphere="inner", R=cfg.R, log=True) / np.log(10)
             np.testing.assert_allclose(s["half_bad"][str(d)]["log10_exact"], ref, rtol=1e-8)
+
+
+def test_finite_report_has_importance_mc_rows(finite):
+    from spheres.report import _finite_rows
+
+    rows = [r for r in _finite_rows(finite) if "importance-sampled" in r[0]]
+    assert len(rows) == len(finite["rows"])
+    for (_, _, ours), r in zip(rows, finite["rows"]):
+        inner, outer = ours.split(" / ")
+        for text, est in ((inner, r["importance_mc"]["inner"]), (outer, r["importance_mc"]["outer"])):
+            if est["log_rate"] == -np.inf:
+                assert text == "0 (exact)"
+            else:
+                assert float(text.split(" ")[0].replace("10^", "")) != 0.0
