@@ -105,7 +105,11 @@ def _simplified_rows(s: dict) -> list[tuple[str, str, str]]:
     return [("d = 3000, half the α 'bad': error rate", "~1e-14 (unverified; the paper's α values are not "
              "stated in our sources)",
              (f"exact {_fmt_log10(ours['log10_exact'])}, CLT {_fmt_log10(ours['log10_clt'])} for "
-              f"a_bad = {s['a_bad']}, a_good = {s['a_good']}") if ours else "d = 3000 not in this run")]
+              f"a_bad = {s['a_bad']}, a_good = {s['a_good']}") if ours else "d = 3000 not in this run"),
+            ("d = 2000, h = 1000 quadratic net: error rate inner / outer",
+             "~1e-21 / ~1e-9 (unverified; training details not in our sources)",
+             "not run here: `spheres run sphere-quadratic-finite --preset paper --set d=2000` trains one "
+             "and reports its exact, CLT and importance-sampled rates")]
 
 
 def _dimension_rows(s: dict) -> list[tuple[str, str, str]]:
