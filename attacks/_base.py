@@ -126,6 +126,50 @@ def adversarial_objective(logits, label, *, loss: str = "ce", targeted: bool = F
     return -value if targeted else value
 
 
+@jax.custom_vjp
+def _ce_direction(logits: jax.Array, label: jax.Array, sign: jax.Array) -> jax.Array:
+    return sign * classification_loss(logits, label, "ce")
+
+
+def _ce_direction_fwd(logits, label, sign):
+    return _ce_direction(logits, label, sign), (logits, label, sign)
+
+
+def _ce_direction_bwd(res, ct):
+    """The cross-entropy gradient w.r.t. the logits divided by a positive per-example scale, so it
+    never underflows: binary σ(z) − y → sign(σ(z) − y) = 1 − 2y; K classes p − e_y →
+    (p − e_y) / max_{k≠y} p_k, i.e. exp(z_k − max_{j≠y} z_j) for k ≠ y and minus their sum at y."""
+    logits, label, sign = res
+    if is_binary(logits):
+        g = (1 - 2 * label).astype(logits.dtype)
+    else:
+        is_y = jnp.arange(logits.shape[-1]) == label
+        others = jnp.where(is_y, -jnp.inf, logits)
+        w = jnp.where(is_y, 0.0, jnp.exp(others - jnp.max(others)))
+        g = w - is_y * jnp.sum(w)
+    return (ct * sign * g, None, None)
+
+
+_ce_direction.defvjp(_ce_direction_fwd, _ce_direction_bwd)
+
+
+def ascent_objective(logits, label, *, loss: str = "ce", targeted: bool = False):
+    """`adversarial_objective` for attacks that use only the DIRECTION of its gradient (FGSM's
+    sign, PGD's normalised step, the sphere attack's tangent step): same value, but for
+    cross-entropy the gradient is rescaled per example so that it cannot underflow to 0.
+
+    A confident model has σ(z) − y or p − e_y below float32's smallest number (|z| ≳ 90 for
+    sigmoid, a logit gap ≳ 90 for softmax): the true gradient is tiny but not zero, yet its float32
+    value is exactly 0, sign(0) = 0 and FGSM/PGD do nothing -- on a logistic regression with large
+    weights FGSM at ε = 0.25 then "fails" where the closed form moves the logit by ε‖w‖₁. The
+    rescaled gradient points the same way whenever the plain one is nonzero (tested). Never use it
+    where the gradient's size matters (L-BFGS uses `classification_loss`).
+    """
+    if loss != "ce":
+        return adversarial_objective(logits, label, loss=loss, targeted=targeted)
+    return _ce_direction(logits, label, jnp.asarray(-1.0 if targeted else 1.0, logits.dtype))
+
+
 def is_adversarial(logits, label, *, targeted: bool = False) -> jax.Array:
     """Success on one example: prediction ≠ y (untargeted) or = target (targeted)."""
     pred = predict_class(logits)

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from attacks import _base, _validate
-from attacks._base import (AttackResult, adversarial_objective, clip_to_box, finish,
+from attacks._base import (AttackResult, ascent_objective, clip_to_box, finish,
                            is_adversarial, iterate, safe_normalize)
 
 NORMS = ("linf", "l2")
@@ -79,7 +79,7 @@ def _pgd_example(model, config: PGDConfig, ex: dict) -> AttackResult:
 
     def evaluate(x):
         logits = model(x)
-        objective = adversarial_objective(logits, y, loss=config.loss, targeted=config.targeted)
+        objective = ascent_objective(logits, y, loss=config.loss, targeted=config.targeted)
         return objective, logits
 
     value_and_grad = jax.value_and_grad(evaluate, has_aux=True)

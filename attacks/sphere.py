@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from attacks import _base, _validate
-from attacks._base import (AttackResult, adversarial_objective, finish, is_adversarial,
+from attacks._base import (AttackResult, ascent_objective, finish, is_adversarial,
                            iterate, safe_normalize)
 
 MODES = ("nearest", "worst_case")
@@ -83,7 +83,7 @@ def _sphere_example(model, config: SphereConfig, ex: dict) -> AttackResult:
 
     def evaluate(x):
         logits = model(x)
-        return adversarial_objective(logits, y, loss=config.loss, targeted=config.targeted), logits
+        return ascent_objective(logits, y, loss=config.loss, targeted=config.targeted), logits
 
     value_and_grad = jax.value_and_grad(evaluate, has_aux=True)
     is_error = lambda x: is_adversarial(model(x), y, targeted=config.targeted)
