@@ -44,3 +44,24 @@ def run(tmp_path_factory, monkeypatch_module):
         return done[name]
 
     return _run
+
+
+@pytest.fixture(scope="module")
+def check_quick_run(run):
+    """``check_quick_run(name)``: the image experiment's quick summary names its dataset and preset,
+    is on disk, and its table carries the MNIST note (the same checks for both papers' modules)."""
+    import json
+
+    from spheres.experiments import get
+
+    def _check(name):
+        summary, out = run(name)
+        assert summary["dataset"] == "fashion_mnist" and summary["paper_numbers_are_for_mnist"]
+        assert summary["preset"] == "quick"
+        on_disk = json.loads((out / "summary.json").read_text())
+        assert on_disk["experiment"] == name
+        table = get(name).table(on_disk)
+        assert "NOTE: the paper numbers are for MNIST; ours are for fashion_mnist." in table
+        assert "preset: quick" in table
+
+    return _check

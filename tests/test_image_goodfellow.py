@@ -4,8 +4,6 @@ Each quick run happens once per test session (module fixture) and several tests 
 summary and arrays. Thresholds are stated with the values measured on Fashion-MNIST quick runs.
 """
 
-import json
-
 import numpy as np
 import pytest
 
@@ -21,15 +19,9 @@ pytestmark = pytest.mark.skipif(not idata.debian_fashion_mnist_installed(),
 
 
 @pytest.mark.parametrize("name", GOODFELLOW)
-def test_quick_preset_runs_and_reports(run, name):
-    summary, out = run(name)
-    assert summary["dataset"] == "fashion_mnist" and summary["paper_numbers_are_for_mnist"]
-    assert summary["preset"] == "quick"
-    on_disk = json.loads((out / "summary.json").read_text())
-    assert on_disk["experiment"] == name
-    table = get(name).table(on_disk)
-    assert "NOTE: the paper numbers are for MNIST; ours are for fashion_mnist." in table
-    assert "preset: quick" in table
+def test_quick_preset_runs_and_reports(check_quick_run, name):
+    check_quick_run(name)
+
 
 def test_goodfellow_fgsm_numbers(run):
     """ε = 0.25: softmax error > 90% (measured 100%), maxout > 80% (99%); the RBF's mistakes are

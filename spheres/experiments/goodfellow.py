@@ -41,8 +41,8 @@ from .. import image_train as itrain
 from ..config import require
 from ..results import RunDir
 from . import register
-from .szegedy import (ImageConfig, base_summary, in_order, load_data, model_key, named_keys, pct,
-                      render_table, train_cached)
+from .szegedy import (ImageConfig, base_summary, finish_summary, in_order, load_data, model_key,
+                      named_keys, pct, render_table, train_cached)
 
 # Goodfellow et al. 2015 (MNIST, ε = 0.25; verified per PAPERS.md).
 PAPER_FGSM = {   # model -> (error under FGSM, mean confidence on the adversarial mistakes)
@@ -196,9 +196,7 @@ def run_fgsm(cfg: GoodfellowFGSMConfig, run_dir: RunDir, *, progress: bool = Tru
         "paper_logreg_clean_error": PAPER_LOGREG_CLEAN_ERROR,
         "paper_source": PAPER_SOURCE + "; softmax/maxout/RBF §4 and §7, logistic regression 3 vs 7 Fig. 2",
     })
-    summary["wall_seconds"] = round(time.time() - t0, 3)
-    run_dir.write_summary(summary)
-    return summary
+    return finish_summary(run_dir, summary, t0)
 
 
 def format_fgsm(s: dict) -> str:
@@ -319,9 +317,7 @@ def run_logistic(cfg: GoodfellowLogisticConfig, run_dir: RunDir, *, progress: bo
         "paper_source": PAPER_SOURCE + " §5 and Fig. 2 (3 vs 7, ε = 0.25)",
         "figure": "logistic_weights.png",
     })
-    summary["wall_seconds"] = round(time.time() - t0, 3)
-    run_dir.write_summary(summary)
-    return summary
+    return finish_summary(run_dir, summary, t0)
 
 
 def format_logistic(s: dict) -> str:
@@ -399,9 +395,7 @@ def run_adv_training(cfg: GoodfellowAdvTrainingConfig, run_dir: RunDir, *, progr
         "paper": PAPER_ADV_TRAINING, "paper_transfer": PAPER_TRANSFER, "paper_1600_units": PAPER_ADV_TRAINING_1600,
         "paper_source": PAPER_SOURCE + " §6 (maxout; clean errors 240 units, adversarial numbers 1600 units)",
     })
-    summary["wall_seconds"] = round(time.time() - t0, 3)
-    run_dir.write_summary(summary)
-    return summary
+    return finish_summary(run_dir, summary, t0)
 
 
 def format_adv_training(s: dict) -> str:
@@ -462,9 +456,7 @@ def run_agreement(cfg: GoodfellowAgreementConfig, run_dir: RunDir, *, progress: 
                                 "the same (wrong) class as maxout",
         "paper_source": PAPER_SOURCE + " §8",
     })
-    summary["wall_seconds"] = round(time.time() - t0, 3)
-    run_dir.write_summary(summary)
-    return summary
+    return finish_summary(run_dir, summary, t0)
 
 
 def format_agreement(s: dict) -> str:
@@ -514,9 +506,7 @@ def run_rubbish(cfg: GoodfellowRubbishConfig, run_dir: RunDir, *, progress: bool
                       "class > 0.5",
         "paper_source": PAPER_SOURCE + " §8",
     })
-    summary["wall_seconds"] = round(time.time() - t0, 3)
-    run_dir.write_summary(summary)
-    return summary
+    return finish_summary(run_dir, summary, t0)
 
 
 def format_rubbish(s: dict) -> str:

@@ -118,6 +118,13 @@ def preset_label(cfg: ImageConfig) -> str:
     return cfg.preset_name if not diff else f"{cfg.preset_name}+overrides({','.join(diff)})"
 
 
+def finish_summary(run_dir: RunDir, summary: dict, t0: float) -> dict:
+    """Stamp the wall time since ``t0`` and write ``summary.json`` (last); returns the summary."""
+    summary["wall_seconds"] = round(time.time() - t0, 3)
+    run_dir.write_summary(summary)
+    return summary
+
+
 def base_summary(cfg: ImageConfig, run_dir: RunDir, ds: idata.ImageDataset, t0: float) -> dict:
     return {
         "experiment": run_dir.experiment,
@@ -409,9 +416,7 @@ def run_table1(cfg: SzegedyTable1Config, run_dir: RunDir, *, progress: bool = Tr
         "paper_table1_train_test_distortion": {k: list(v) for k, v in PAPER_TABLE1.items()},
         "paper_source": "Szegedy et al. 2013, Table 1 (MNIST; secondary per PAPERS.md)",
     })
-    summary["wall_seconds"] = round(time.time() - t0, 3)
-    run_dir.write_summary(summary)
-    return summary
+    return finish_summary(run_dir, summary, t0)
 
 
 def format_table1(s: dict) -> str:
@@ -482,9 +487,7 @@ def run_transfer(cfg: SzegedyTransferConfig, run_dir: RunDir, *, progress: bool 
         "paper_source": "Szegedy et al. 2013, Table 2 (MNIST; the entries PAPERS.md lists, partly secondary)",
         "models_detail": {n: m["row"] for n, m in models.items()},
     })
-    summary["wall_seconds"] = round(time.time() - t0, 3)
-    run_dir.write_summary(summary)
-    return summary
+    return finish_summary(run_dir, summary, t0)
 
 
 def format_transfer(s: dict) -> str:
@@ -608,9 +611,7 @@ def run_cross_training(cfg: SzegedyCrossTrainingConfig, run_dir: RunDir, *, prog
         "paper_fc100_distortion": PAPER_TABLE3_DISTORTION_FC100,
         "paper_source": "Szegedy et al. 2013, Tables 3-4 (MNIST; partly secondary per PAPERS.md)",
     })
-    summary["wall_seconds"] = round(time.time() - t0, 3)
-    run_dir.write_summary(summary)
-    return summary
+    return finish_summary(run_dir, summary, t0)
 
 
 def format_cross_training(s: dict) -> str:
@@ -754,7 +755,7 @@ def jacobian_norms(recipe: im.ModelRecipe, variables, x: np.ndarray, *, key: jax
 def run_spectral(cfg: SzegedySpectralConfig, run_dir: RunDir, *, progress: bool = True) -> dict:
     t0 = time.time()
     ds = load_data(cfg)
-    x_probe, y_probe = ds.x_test[:cfg.n_probe], ds.y_test[:cfg.n_probe]
+    x_probe = ds.x_test[:cfg.n_probe]
     results = {}
     for name in cfg.models:
         recipe, variables, info = train_cached(cfg, run_dir, name, ds.x_train, ds.y_train, progress=progress,
@@ -791,9 +792,7 @@ def run_spectral(cfg: SzegedySpectralConfig, run_dir: RunDir, *, progress: bool 
         "paper_table5_alexnet_per_layer": list(PAPER_TABLE5_ALEXNET),
         "paper_source": "Szegedy et al. 2013, Table 5 (AlexNet on ImageNet, secondary); no MNIST values in the paper",
     })
-    summary["wall_seconds"] = round(time.time() - t0, 3)
-    run_dir.write_summary(summary)
-    return summary
+    return finish_summary(run_dir, summary, t0)
 
 
 def format_spectral(s: dict) -> str:
@@ -898,9 +897,7 @@ def run_units(cfg: SzegedyUnitsConfig, run_dir: RunDir, *, progress: bool = True
         "paper_claim": "images maximising a single unit look as semantically coherent as those maximising a "
                        "random direction (qualitative; Szegedy §3)",
     })
-    summary["wall_seconds"] = round(time.time() - t0, 3)
-    run_dir.write_summary(summary)
-    return summary
+    return finish_summary(run_dir, summary, t0)
 
 
 def format_units(s: dict) -> str:
@@ -1022,9 +1019,7 @@ def run_adv_training(cfg: SzegedyAdvTrainingConfig, run_dir: RunDir, *, progress
         "paper_source": "Szegedy et al. 2013, §4.2 (MNIST; test error < 1.2% with the pool, 1.6% weight decay "
                         "alone, ~1.3% dropout; secondary per PAPERS.md)",
     })
-    summary["wall_seconds"] = round(time.time() - t0, 3)
-    run_dir.write_summary(summary)
-    return summary
+    return finish_summary(run_dir, summary, t0)
 
 
 def format_adv_training(s: dict) -> str:
