@@ -12,7 +12,8 @@ active-set handling of L-BFGS-B (Byrd, Lu, Nocedal & Zhu 1995) without its Cauch
   (pairs whose restricted curvature sᵀy is not positive are skipped, so H_F is positive
   definite), d_A = −γ ∇_A f (pushes active variables onto their bound);
 * projected backtracking line search over a FIXED set of ``num_linesearch`` step sizes
-  t₀·βᵏ, evaluated together (vmapped) and masked by the Armijo condition
+  t₀·βᵏ (β² apart for a steepest-descent step, which has no natural length: t₀ = 1/‖d‖∞ then),
+  evaluated together (vmapped) and masked by the Armijo condition
   f(P(x + t d)) ≤ f(x) + c₁ ∇fᵀ(P(x + t d) − x); the largest passing step wins.
 
 There is no data-dependent loop inside an iteration, so a vmapped batch of problems costs the
@@ -140,17 +141,28 @@ class LBFGSB:
 
     def init_state(self, init_params, bounds, *args) -> LBFGSBState:
         x = jnp.asarray(init_params)
+        value, grad = jax.value_and_grad(self._flat_fun(x.shape))(x.reshape(-1), *args)
+        m, n = self.history_size, x.size
+        zeros = jnp.zeros((m, n), x.dtype)
+        return self.state_at(x, value, grad, bounds, zeros, zeros)
+
+    def state_at(self, params, value, grad, bounds, s_history, y_history) -> LBFGSBState:
+        """The state of a NEW solve at ``params`` where ``f = value`` and ``∇f = grad`` are known.
+
+        ``s_history``/``y_history`` ``(m, n)`` are buffers to reuse (e.g. a finished solve's):
+        their rows are never read before being rewritten (``num_pairs = 0``), so a restart need
+        not zero or copy them.
+        """
+        x = jnp.asarray(params)
         lo, hi = _bounds(bounds, x)
-        v = x.reshape(-1)
-        value, grad = jax.value_and_grad(self._flat_fun(x.shape))(v, *args)
-        m, n = self.history_size, v.size
+        v, grad = x.reshape(-1), jnp.asarray(grad).reshape(-1)
         error = projected_gradient_error(v, grad, lo, hi)
         finite = jnp.isfinite(value) & jnp.all(jnp.isfinite(grad))
         result = jnp.where(~finite, LBFGSBResult.NONFINITE,
                            jnp.where(error <= self.tol, LBFGSBResult.SUCCESS, LBFGSBResult.RUNNING))
         return LBFGSBState(
             iter_num=jnp.zeros((), jnp.int32), value=value, grad=grad.reshape(x.shape),
-            s_history=jnp.zeros((m, n), v.dtype), y_history=jnp.zeros((m, n), v.dtype),
+            s_history=s_history, y_history=y_history,
             num_pairs=jnp.zeros((), jnp.int32), next_slot=jnp.zeros((), jnp.int32),
             error=error, result=result.astype(jnp.int32), num_fun_evals=jnp.ones((), jnp.int32))
 
@@ -168,8 +180,10 @@ class LBFGSB:
         free = (~active).astype(x.dtype)
 
         order = (state.next_slot - 1 - jnp.arange(m)) % m          # newest first
-        sy = jnp.sum(state.s_history * state.y_history * free, axis=1)    # restricted curvature
-        yy = jnp.sum(jnp.square(state.y_history) * free, axis=1)
+        # Restricted curvature, as matrix-vector products: the mask is applied to the vector, so
+        # no (m, n) masked copy of the history is made (the update is memory-bound).
+        sy = jnp.dot(state.s_history * state.y_history, free)
+        yy = jnp.dot(jnp.square(state.y_history), free)
         use = self._valid(order, state.num_pairs) & (sy > jnp.finfo(x.dtype).eps * yy) & (yy > 0)
         r, gamma = _two_loop(g * free, state.s_history, state.y_history, free, sy, yy, use, order)
         d = -r * free - gamma * g * (1.0 - free)
@@ -180,10 +194,16 @@ class LBFGSB:
         dmax = jnp.max(jnp.abs(d))
         t0 = jnp.where(state.num_pairs == 0,
                        jnp.minimum(1.0, 1.0 / jnp.where(dmax > 0, dmax, 1.0)), 1.0)
-        steps = t0 * self.decrease_factor ** jnp.arange(self.num_linesearch, dtype=x.dtype)
+        # A steepest-descent step (no curvature pair yet) has no natural length: its trials are
+        # spaced β² apart, spanning twice the range of a quasi-Newton step's (where t = 1 is
+        # nearly always accepted), so a few trials suffice for both.
+        beta = jnp.where(state.num_pairs == 0, self.decrease_factor ** 2, self.decrease_factor)
+        steps = t0 * beta.astype(x.dtype) ** jnp.arange(self.num_linesearch, dtype=x.dtype)
         trials = jax.vmap(lambda t: jnp.clip(x + t * d, lo, hi))(steps)
         values = jax.vmap(lambda xt: fun(xt, *args))(trials)
-        decrease = jnp.sum((trials - x) * g, axis=1)
+        # ∇fᵀ(P(x + t d) − x) as one matrix-vector product (no (L, n) difference is materialised;
+        # its rounding, ~1e-7·|x|·|∇f|, moves the Armijo threshold by c₁ times that: nothing).
+        decrease = jnp.dot(trials, g) - jnp.vdot(x, g)
         moved = jnp.any(trials != x, axis=1)
         ok = moved & jnp.isfinite(values) & (values <= f + self.armijo * decrease)
         found = jnp.any(ok)

@@ -3,7 +3,8 @@
     python -m benchmarks.run [--size tiny|full] [--only NAME[,NAME...]] [--out DIR]
 
 Writes ``DIR/<machine>-<date>.json`` (default ``benchmarks/results``) and ``DIR/latest.md`` and
-prints the markdown table. The JSON records the machine, versions, thread counts, the load average
+prints the markdown table (``--size tiny`` and ``--only`` runs add ``-tiny`` / ``-partial`` to both
+names, so they never replace the full run's). The JSON records the machine, versions, thread counts, the load average
 before and after every benchmark, and for every implementation each repeat's time, min and median,
 the compile time apart from the steady state, and the equal-work checks that gate every speed ratio.
 Figures taken while other processes use more than 10% of the CPUs are flagged provisional.
@@ -291,7 +292,8 @@ def main(argv=None) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    suffix = "" if args.size == "full" else f"-{args.size}"
+    # A partial (--only) run never replaces the day's full results or latest.md.
+    suffix = ("" if args.size == "full" else f"-{args.size}") + ("-partial" if args.only else "")
     path = out / f"{doc['machine']['slug']}-{started.date().isoformat()}{suffix}.json"
     try:  # repository-relative when inside it, so the table does not quote a local path
         doc["json_path"] = str(path.resolve().relative_to(DEFAULT_OUT.parent.parent))
@@ -301,7 +303,7 @@ def main(argv=None) -> int:
     tmp.write_text(json.dumps(_clean(doc), indent=1, allow_nan=False) + "\n")
     os.replace(tmp, path)
     md = markdown(doc)
-    (out / ("latest.md" if args.size == "full" else f"latest{suffix}.md")).write_text(md)
+    (out / ("latest.md" if not suffix else f"latest{suffix}.md")).write_text(md)
     print(md)
     log(f"[bench] wrote {path}")
     return 0 if all(b["status"] in ("ok", "skipped") for b in doc["benchmarks"]) else 1

@@ -218,13 +218,15 @@ def test_lbfgs_linear_softmax_targeted():
 
 
 def test_lbfgs_chunked_batch_equals_whole_batch():
-    """``chunk_size`` only changes how many examples are vmapped at once: float64 results agree
-    with the whole batch to 1e-9 (rounding of differently-shaped fused loops, nothing more), for a
-    chunk that does not divide B (the remainder chunk is a separate vmap)."""
+    """``chunk_size`` only changes how many examples are in flight at once (the work pool's
+    slots): float64 results agree with the whole batch to 1e-9 (rounding of differently-shaped
+    fused loops, nothing more), with one slot (each example alone, as a Python loop would run it)
+    and with 4 slots for 6 examples (slots are refilled while others still run)."""
     f, W, b, x, y, _ = linear_softmax()
     t = (y + 1) % W.shape[0]
     whole = attacks.lbfgs(f, x, t, bounds=(0.0, 1.0), chunk_size=None, tol=1e-10)
-    for cs in (4, "auto"):              # B = 6: chunks of 4 and a remainder of 2
+    assert len(set(np.asarray(whole.num_steps).tolist())) > 1    # uneven work: refills happen
+    for cs in (1, 4, "auto"):
         part = attacks.lbfgs(f, x, t, bounds=(0.0, 1.0), chunk_size=cs, tol=1e-10)
         np.testing.assert_array_equal(part.success, whole.success)
         np.testing.assert_allclose(part.x_adv, whole.x_adv, atol=1e-9)

@@ -172,7 +172,10 @@ def test_torch_implementations(tiny):
 def test_without_torch(tmp_path):
     proc = _run(tmp_path, "--only", "matmul,error_rate", "--no-torch")
     assert proc.returncode == 0, proc.stderr[-3000:]
-    doc = json.loads(next(tmp_path.glob("*-tiny.json")).read_text())
+    # a partial run is named as such: it never replaces the day's full results or latest.md
+    assert [p.name for p in tmp_path.glob("*.json")] == [p.name for p in tmp_path.glob("*-tiny-partial.json")]
+    assert (tmp_path / "latest-tiny-partial.md").exists()
+    doc = json.loads(next(tmp_path.glob("*-tiny-partial.json")).read_text())
     assert doc["torch_status"].startswith("disabled")
     assert "torch_num_threads" not in doc["threads"]
     assert [b["name"] for b in doc["benchmarks"]] == ["matmul", "error_rate"]

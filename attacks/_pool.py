@@ -1,0 +1,90 @@
+"""A work pool for attacks whose examples need very different numbers of iterations.
+
+A vmapped ``while_loop`` runs until the batch's SLOWEST example is done, so on a batch whose
+per-example iteration counts vary (L-BFGS with a c search: mean 106, max 196 on FC100-100-10)
+a third of the work is masked-out waiting.  The pool instead keeps ``slots`` examples in flight:
+every iteration advances all slots by one vmapped step, and a slot whose example is done writes
+its outcome and takes the next waiting example.  The loop then runs ≈ Σ steps / slots iterations
+plus one slowest-example tail, instead of Σ over chunks of the chunk's maximum.
+
+An attack plugs in as a `PooledAttack` of pure per-example functions (vmapped here):
+
+* ``prepare(model, config, ex) -> dict``: expensive per-example set-up (e.g. the gradient at x),
+  run ONCE over the whole batch and merged into the example, so a refill is only a gather;
+* ``start(config, ex, carry) -> state``: the initial state of ``ex``; ``carry`` is the state the
+  slot held before (or ``None`` at the first fill), so large buffers can be reused in place;
+* ``step(model, config, ex, state) -> state`` and ``done(config, state) -> bool``;
+* ``output(state) -> pytree``: what is kept when the example is done;
+* ``finish(model, config, ex, out) -> AttackResult``: run once over the whole batch at the end.
+
+Each example's arithmetic is the same whatever slot or batch it runs in (up to floating-point
+rounding of batched kernels), and ``max_steps`` bounds every example's iterations.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from attacks._base import AttackResult, bind
+
+
+class PooledAttack(NamedTuple):
+    prepare: Callable
+    start: Callable
+    step: Callable
+    done: Callable
+    output: Callable
+    finish: Callable
+
+
+def _select(mask, new, old):
+    """Per-slot select over a pytree whose leaves have a leading slot axis."""
+    def one(a, b):
+        m = mask.reshape(mask.shape + (1,) * (a.ndim - 1))
+        return jnp.where(m, a, b)
+    return jax.tree.map(one, new, old)
+
+
+@functools.partial(jax.jit, static_argnames=("attack", "logit_fn", "config", "slots", "max_steps"))
+def run_pool(attack: PooledAttack, logit_fn: Callable, config: Any, params: Any, batch: dict, *,
+             slots: int, max_steps: int) -> AttackResult:
+    """Run ``attack`` over ``batch`` (leaves with leading axis B) with ``slots`` examples in flight.
+
+    Returns the `AttackResult` of every example, in batch order.
+    """
+    model = bind(logit_fn, params)
+    B = jax.tree.leaves(batch)[0].shape[0]
+    P = min(int(slots), B)
+    batch = {**batch, **jax.vmap(lambda ex: attack.prepare(model, config, ex))(batch)}
+    gather = lambda idx: jax.tree.map(lambda a: a[jnp.minimum(idx, B - 1)], batch)  # noqa: E731
+
+    idx = jnp.arange(P, dtype=jnp.int32)
+    ex = gather(idx)
+    state = jax.vmap(lambda e: attack.start(config, e, None))(ex)
+    out_one = jax.eval_shape(attack.output, jax.tree.map(lambda a: a[0], state))
+    outputs = jax.tree.map(lambda s: jnp.zeros((B,) + s.shape, s.dtype), out_one)
+
+    def body(carry):
+        idx, ex, state, count, pending, outputs = carry
+        state = jax.vmap(lambda e, s: attack.step(model, config, e, s))(ex, state)
+        count = count + 1
+        ended = (jax.vmap(lambda s: attack.done(config, s))(state) | (count >= max_steps)) & (idx < B)
+        # Refill every iteration, masked: only gathers, selects and a P-row scatter, cheaper than
+        # a lax.cond, whose branches copy the carry's large buffers in and out.
+        keep = jax.vmap(attack.output)(state)
+        where = jnp.where(ended, idx, B)                         # B: out of range, dropped
+        outputs = jax.tree.map(lambda o, k: o.at[where].set(k, mode="drop"), outputs, keep)
+        idx = jnp.where(ended, pending + jnp.cumsum(ended) - 1, idx).astype(jnp.int32)
+        ex = gather(idx)                         # unchanged rows for slots that did not end
+        state = _select(ended, jax.vmap(lambda e, s: attack.start(config, e, s))(ex, state), state)
+        return (idx, ex, state, jnp.where(ended, 0, count),
+                pending + jnp.sum(ended, dtype=jnp.int32), outputs)
+
+    carry = (idx, ex, state, jnp.zeros((P,), jnp.int32), jnp.asarray(P, jnp.int32), outputs)
+    *_, outputs = lax.while_loop(lambda c: jnp.any(c[0] < B), body, carry)
+    return jax.vmap(lambda ex, o: attack.finish(model, config, ex, o))(batch, outputs)

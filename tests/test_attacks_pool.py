@@ -1,0 +1,57 @@
+"""The work pool (`attacks._pool.run_pool`) on a toy attack whose examples need different numbers
+of steps: every example's outcome lands at its own batch position, whatever the number of slots,
+and ``max_steps`` caps each example, not the batch.  Exact integer arithmetic: no tolerance."""
+
+from __future__ import annotations
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from attacks._base import AttackResult
+from attacks._pool import PooledAttack, run_pool
+
+
+def _prepare(model, config, ex):
+    return {"need": jnp.abs(ex["x"][0]).astype(jnp.int32)}   # steps this example needs
+
+
+def _start(config, ex, previous):
+    return {"count": jnp.zeros((), jnp.int32), "acc": jnp.zeros_like(ex["x"]), "need": ex["need"]}
+
+
+def _step(model, config, ex, s):
+    return {**s, "count": s["count"] + 1, "acc": s["acc"] + model(ex["x"])}
+
+
+def _finish(model, config, ex, out):
+    count, acc = out
+    return AttackResult(x_adv=acc, success=count >= ex["need"], distance=acc[0],
+                        loss=count.astype(acc.dtype), num_steps=count)
+
+
+TOY = PooledAttack(prepare=_prepare, start=_start, step=_step,
+                   done=lambda config, s: s["count"] >= s["need"],
+                   output=lambda s: (s["count"], s["acc"]), finish=_finish)
+
+
+def double(x):
+    return 2.0 * x
+
+
+@pytest.mark.parametrize("slots", [1, 3, 7, 100])
+def test_pool_outcomes_in_batch_order(slots):
+    need = np.array([5, 1, 9, 2, 2, 7, 1], np.float32)          # uneven, refills in mid-run
+    x = np.stack([need, np.arange(7, dtype=np.float32)], axis=1)
+    res = run_pool(TOY, double, None, None, {"x": jnp.asarray(x)}, slots=slots, max_steps=50)
+    np.testing.assert_array_equal(res.num_steps, need.astype(np.int32))
+    np.testing.assert_array_equal(res.x_adv, 2.0 * x * need[:, None])   # Σ over its own steps
+    assert res.success.all()
+
+
+def test_pool_max_steps_caps_each_example():
+    need = np.array([30, 1, 4, 30], np.float32)
+    x = np.stack([need, need], axis=1)
+    res = run_pool(TOY, double, None, None, {"x": jnp.asarray(x)}, slots=2, max_steps=4)
+    np.testing.assert_array_equal(res.num_steps, [4, 1, 4, 4])
+    np.testing.assert_array_equal(res.success, [False, True, True, False])
