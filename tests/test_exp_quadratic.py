@@ -94,6 +94,12 @@ def test_simplified_model_matches_the_general_exact_formula(tmp_path):
             alpha = theory.simplified_alpha(d // 2, d, cfg.a_bad, cfg.a_good)
             ref = theory.exact_error_rate(alpha, sphere="inner", R=cfg.R, log=True) / np.log(10)
             np.testing.assert_allclose(s["half_bad"][str(d)]["log10_exact"], ref, rtol=1e-8)
+    # the table lists d in numeric order, also after a JSON round trip (keys sorted as strings)
+    from spheres.experiments.sphere_quadratic import simplified_table
+
+    table = simplified_table({**s, "half_bad": {str(d): s["half_bad"][str(d)] for d in (3000, 500, 100)}})
+    ds = [int(line.split("|")[1]) for line in table.splitlines()[3:]]
+    assert ds == [100, 500, 3000]
 
 
 def test_finite_report_has_importance_mc_rows(finite):

@@ -375,6 +375,7 @@ def run_simplified(cfg: SimplifiedConfig, run_dir: RunDir, *, progress: bool = T
 def simplified_table(summary: dict) -> str:
     lines = [f"sphere-simplified-model (alpha = {summary['a_bad']} on k = d/2 coordinates, "
              f"{summary['a_good']} on the rest; inner sphere)", "| d | exact | CLT |", "|---|---|---|"]
-    for d, v in summary["half_bad"].items():
+    for d in sorted(summary["half_bad"], key=int):       # JSON keys come back sorted as strings
+        v = summary["half_bad"][d]
         lines.append(f"| {d} | {_fmt_log10(v['log10_exact'])} | {_fmt_log10(v['log10_clt'])} |")
     return "\n".join(lines)
