@@ -68,10 +68,11 @@ def _solver(config: LBFGSAttackConfig, model, ex: dict) -> LBFGSB:
     x0, target = ex["x"], ex["y"]
 
     def objective(xp, c):
-        return c * jnp.sum(jnp.square(xp - x0)) + classification_loss(model(xp), target, config.loss)
+        logits = model(xp)           # kept as the solver's aux: success is read from it
+        return c * jnp.sum(jnp.square(xp - x0)) + classification_loss(logits, target, config.loss), logits
 
     return LBFGSB(objective, maxiter=config.maxiter, tol=config.tol, ftol=config.ftol,
-                  history_size=config.history_size, num_linesearch=config.num_linesearch)
+                  history_size=config.history_size, num_linesearch=config.num_linesearch, has_aux=True)
 
 
 def _prepare(model, config: LBFGSAttackConfig, ex: dict) -> dict:
@@ -79,15 +80,17 @@ def _prepare(model, config: LBFGSAttackConfig, ex: dict) -> dict:
     solve of the c search starts from the same (c-independent) state; and whether x already
     reaches t (then r = 0 is the answer)."""
     x0 = ex["x"]
-    f0, g0 = jax.value_and_grad(_solver(config, model, ex).fun)(x0, jnp.ones((), x0.dtype))
-    return {"f0": f0, "g0": g0, "already": is_adversarial(model(x0), ex["y"], targeted=True)}
+    (f0, logits0), g0 = jax.value_and_grad(_solver(config, model, ex).fun, has_aux=True)(
+        x0, jnp.ones((), x0.dtype))
+    return {"f0": f0, "g0": g0, "logits0": logits0,
+            "already": is_adversarial(logits0, ex["y"], targeted=True)}
 
 
 def _new_solve(config: LBFGSAttackConfig, ex: dict, s_history, y_history) -> LBFGSBState:
     # The model is not needed: f and ∇f at x are `_prepare`'s.
     solver = LBFGSB(None, maxiter=config.maxiter, tol=config.tol, ftol=config.ftol,
-                    history_size=config.history_size, num_linesearch=config.num_linesearch)
-    return solver.state_at(ex["x"], ex["f0"], ex["g0"], _box(ex), s_history, y_history)
+                    history_size=config.history_size, num_linesearch=config.num_linesearch, has_aux=True)
+    return solver.state_at(ex["x"], ex["f0"], ex["g0"], _box(ex), s_history, y_history, ex["logits0"])
 
 
 def _start(config: LBFGSAttackConfig, ex: dict, previous: CSearchState | None) -> CSearchState:
@@ -119,11 +122,11 @@ def _step(model, config: LBFGSAttackConfig, ex: dict, s: CSearchState) -> CSearc
     # A solve that is not running ends in this iteration and restarts with num_pairs = 0, so the
     # history rows `update` may have written are never read: take its buffers unselected.
     keep = lambda a, b: jnp.where(running, a, b)  # noqa: E731
-    st = stn._replace(**{f: keep(getattr(stn, f), getattr(s.solver, f)) for f in LBFGSBState._fields
-                         if f not in ("s_history", "y_history")})
+    st = stn._replace(**{f: jax.tree.map(keep, getattr(stn, f), getattr(s.solver, f))
+                         for f in LBFGSBState._fields if f not in ("s_history", "y_history")})
     ended = st.result != LBFGSBResult.RUNNING
 
-    success = is_adversarial(model(xp), target, targeted=True)
+    success = is_adversarial(st.aux, target, targeted=True)       # the logits at xp
     distance = norm(xp - x0)
     better = ended & success & (~s.best_success | (distance < s.best_distance))
     c_ok = jnp.where(ended & success, jnp.maximum(s.c_ok, s.c), s.c_ok)

@@ -24,7 +24,7 @@ Outcomes are data: ``state.result`` holds an `LBFGSBResult` code, never an excep
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, NamedTuple
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -58,6 +58,7 @@ class LBFGSBState(NamedTuple):
     error: jax.Array          # ‖P(x − ∇f) − x‖∞
     result: jax.Array         # int32 `LBFGSBResult` code
     num_fun_evals: jax.Array  # int32
+    aux: Any = None           # with ``has_aux``: fun's auxiliary output at the current point
 
 
 class OptStep(NamedTuple):
@@ -110,7 +111,9 @@ class LBFGSB:
     """Projected L-BFGS with active-set handling of box bounds, for one problem (vmap outside).
 
     Attributes:
-      fun: ``fun(x, *args) -> scalar``, differentiable in ``x`` (an array of any shape).
+      fun: ``fun(x, *args) -> scalar``, differentiable in ``x`` (an array of any shape); with
+        ``has_aux``, ``fun(x, *args) -> (scalar, aux)`` and ``state.aux`` holds ``aux`` at the
+        current iterate (e.g. the logits, so a caller need not evaluate the model again).
       maxiter: iteration cap.  tol: stop when ``‖P(x − ∇f) − x‖∞ ≤ tol``.
       ftol: stop when ``(f_k − f_{k+1}) ≤ ftol·max(|f_k|, |f_{k+1}|, 1)`` (0 disables).
       history_size: stored (s, y) pairs m.  num_linesearch: trial steps per iteration.
@@ -135,19 +138,24 @@ class LBFGSB:
     num_linesearch: int = 16
     decrease_factor: float = 0.5
     armijo: float = 1e-4
+    has_aux: bool = False
 
     def _flat_fun(self, shape):
-        return lambda v, *args: self.fun(v.reshape(shape), *args)
+        """``v (n,) -> (value, aux)`` (aux None without ``has_aux``)."""
+        if self.has_aux:
+            return lambda v, *args: self.fun(v.reshape(shape), *args)
+        return lambda v, *args: (self.fun(v.reshape(shape), *args), None)
 
     def init_state(self, init_params, bounds, *args) -> LBFGSBState:
         x = jnp.asarray(init_params)
-        value, grad = jax.value_and_grad(self._flat_fun(x.shape))(x.reshape(-1), *args)
+        (value, aux), grad = jax.value_and_grad(self._flat_fun(x.shape), has_aux=True)(x.reshape(-1), *args)
         m, n = self.history_size, x.size
         zeros = jnp.zeros((m, n), x.dtype)
-        return self.state_at(x, value, grad, bounds, zeros, zeros)
+        return self.state_at(x, value, grad, bounds, zeros, zeros, aux)
 
-    def state_at(self, params, value, grad, bounds, s_history, y_history) -> LBFGSBState:
-        """The state of a NEW solve at ``params`` where ``f = value`` and ``∇f = grad`` are known.
+    def state_at(self, params, value, grad, bounds, s_history, y_history, aux=None) -> LBFGSBState:
+        """The state of a NEW solve at ``params`` where ``f = value`` and ``∇f = grad`` (and, with
+        ``has_aux``, the auxiliary output ``aux``) are known.
 
         ``s_history``/``y_history`` ``(m, n)`` are buffers to reuse (e.g. a finished solve's):
         their rows are never read before being rewritten (``num_pairs = 0``), so a restart need
@@ -164,7 +172,8 @@ class LBFGSB:
             iter_num=jnp.zeros((), jnp.int32), value=value, grad=grad.reshape(x.shape),
             s_history=s_history, y_history=y_history,
             num_pairs=jnp.zeros((), jnp.int32), next_slot=jnp.zeros((), jnp.int32),
-            error=error, result=result.astype(jnp.int32), num_fun_evals=jnp.ones((), jnp.int32))
+            error=error, result=result.astype(jnp.int32), num_fun_evals=jnp.ones((), jnp.int32),
+            aux=aux)
 
     def update(self, params, state: LBFGSBState, bounds, *args) -> OptStep:
         shape = jnp.shape(params)
@@ -200,7 +209,7 @@ class LBFGSB:
         beta = jnp.where(state.num_pairs == 0, self.decrease_factor ** 2, self.decrease_factor)
         steps = t0 * beta.astype(x.dtype) ** jnp.arange(self.num_linesearch, dtype=x.dtype)
         trials = jax.vmap(lambda t: jnp.clip(x + t * d, lo, hi))(steps)
-        values = jax.vmap(lambda xt: fun(xt, *args))(trials)
+        values = jax.vmap(lambda xt: fun(xt, *args)[0])(trials)
         # ∇fᵀ(P(x + t d) − x) as one matrix-vector product (no (L, n) difference is materialised;
         # its rounding, ~1e-7·|x|·|∇f|, moves the Armijo threshold by c₁ times that: nothing).
         decrease = jnp.dot(trials, g) - jnp.vdot(x, g)
@@ -208,7 +217,7 @@ class LBFGSB:
         ok = moved & jnp.isfinite(values) & (values <= f + self.armijo * decrease)
         found = jnp.any(ok)
         x_try = trials[jnp.argmax(ok)]
-        f_new, g_new = jax.value_and_grad(fun)(x_try, *args)
+        (f_new, aux_new), g_new = jax.value_and_grad(fun, has_aux=True)(x_try, *args)
         finite = jnp.isfinite(f_new) & jnp.all(jnp.isfinite(g_new))
         accept = found & finite
 
@@ -238,7 +247,8 @@ class LBFGSB:
         state = LBFGSBState(
             iter_num=iter_num, value=f_out, grad=g_out.reshape(shape), s_history=s_hist,
             y_history=y_hist, num_pairs=num_pairs, next_slot=next_slot, error=error,
-            result=result, num_fun_evals=state.num_fun_evals + self.num_linesearch + 1)
+            result=result, num_fun_evals=state.num_fun_evals + self.num_linesearch + 1,
+            aux=jax.tree.map(lambda a, b: jnp.where(accept, a, b), aux_new, state.aux))
         return OptStep(x_new.reshape(shape), state)
 
     @staticmethod

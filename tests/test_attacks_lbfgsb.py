@@ -189,3 +189,17 @@ def test_attack_single_loop_equals_round_by_round_c_search():
     ref, steps = _c_search_by_rounds(f, x, t, c_rounds=5, maxiter=30)
     np.testing.assert_allclose(res.x_adv, ref, atol=1e-10)
     assert [int(n) for n in res.num_steps] == steps and res.success.all()
+
+
+def test_has_aux_keeps_the_auxiliary_output_of_the_current_iterate():
+    """``has_aux``: the solver's path is the same as without it, and ``state.aux`` is fun's aux
+    at the returned point (exactly: it is the value computed there)."""
+    Q = jnp.diag(jnp.arange(1.0, 6.0))
+    c = jnp.array([-4.0, 1.0, 0.5, -0.2, 3.0])
+    plain = jax.jit(LBFGSB(quadratic, tol=1e-10).run)(jnp.zeros(5), (-1.0, 1.0), Q, c)
+    with_aux = jax.jit(LBFGSB(lambda x, Q, c: (quadratic(x, Q, c), {"sq": x ** 2}), tol=1e-10,
+                              has_aux=True).run)(jnp.zeros(5), (-1.0, 1.0), Q, c)
+    np.testing.assert_array_equal(with_aux.params, plain.params)
+    assert int(with_aux.state.iter_num) == int(plain.state.iter_num)
+    np.testing.assert_array_equal(with_aux.state.aux["sq"], with_aux.params ** 2)
+    assert plain.state.aux is None
