@@ -49,6 +49,9 @@ def markdown(doc: dict) -> str:
     if "torch_num_threads" in t:
         thr += (f", torch {t['torch_num_threads']} threads (interop {t['torch_interop_threads']}; "
                 f"{t.get('torch_omp_wait_policy', '')})")
+    blas = t.get("OPENBLAS_NUM_THREADS (NumPy/SciPy baselines)")
+    if blas:
+        thr += f", NumPy/SciPy OpenBLAS {blas}"
     lines += [f"Versions: {vers}. Threads: {thr}. Backend: {v.get('jax_backend')}. "
               f"Raw figures: `{doc.get('json_path', '')}`.", ""]
 

@@ -107,7 +107,8 @@ def thread_info(ctx: H.Context) -> dict:
            "jax_threads_source": "XLA CPU default: one intra-op thread per schedulable core "
                                  "(os.sched_getaffinity)",
            "XLA_FLAGS": os.environ.get("XLA_FLAGS", ""),
-           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS")}
+           "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
+           "OPENBLAS_NUM_THREADS (NumPy/SciPy baselines)": os.environ.get("OPENBLAS_NUM_THREADS")}
     if ctx.torch is not None:
         out["torch_num_threads"] = ctx.torch.get_num_threads()
         out["torch_interop_threads"] = ctx.torch.get_num_interop_threads()
