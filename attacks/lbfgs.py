@@ -174,13 +174,13 @@ def lbfgs(logit_fn, x, target, *, bounds=(0.0, 1.0), c_init=1.0, c_rounds=16, c_
         (4 trial steps per iteration instead of the solver's 16: a quasi-Newton step is nearly
         always accepted at t = 1 and a steepest-descent step tries t₀·4⁻ᵏ; on FC10 and
         FC100-100-10 the mean distortion is the same to 4 digits as with 8 trials and the attack
-        is 1.2-1.3x faster; see benchmarks/lbfgs.py).
+        is 1.2x / 1.5x faster; see benchmarks/lbfgs.py).
       chunk_size: examples in flight at once: a work pool (`attacks._pool`) advances that many
         solves per iteration and hands a finished example's slot to the next waiting one, so no
-        example waits for the slowest of its chunk.  ``"auto"`` is 64 on CPU (FC100-100-10 at
-        batch 256: 1.7x faster than the whole batch in flight, 1.3x faster than 16) and the whole
-        batch on GPU/TPU; ``None`` forces the whole batch.  Results do not depend on it beyond
-        floating-point rounding.
+        example waits for the slowest of its chunk.  ``"auto"`` is 64 on CPU (batch 256 on this
+        2-core CPU: 1.4x faster than 16 slots or than the whole batch in flight, on FC10 and on
+        FC100-100-10) and the whole batch on GPU/TPU; ``None`` forces the whole batch.  Results
+        do not depend on it beyond floating-point rounding.
       loss: ``"ce"`` (cross-entropy toward t, as in the paper) or ``"margin"``.
 
     Returns:
