@@ -44,7 +44,7 @@ SIZES = {
     "tiny": dict(models=("FC10(1e-4)",), batches=(8,), n_train=2000, epochs=1, c_rounds=3, maxiter=10,
                  repeats=2, scipy_repeats=1, jaxopt_batch=None),
     "full": dict(models=("FC10(1e-4)", "FC100-100-10"), batches=(64, 256), n_train=60_000, epochs=3,
-                 c_rounds=8, maxiter=50, repeats=2, scipy_repeats=1, jaxopt_batch=64),
+                 c_rounds=8, maxiter=50, repeats=5, scipy_repeats=1, jaxopt_batch=64),
 }
 SETTINGS = dict(c_init=1.0, c_factor=10.0, tol=1e-5, ftol=2.2e-9, history_size=10)
 
