@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
 
 from . import _harness as H
 from ._subprocess import run_worker

@@ -23,7 +23,6 @@ FLOPs per step count the dense layers: forward 2BΣ, weight gradients 2BΣ, inpu
 
 from __future__ import annotations
 
-import copy
 import math
 
 import jax
@@ -33,7 +32,7 @@ import numpy as np
 from spheres import data as sdata
 from spheres.models import QuadraticNet, SphereMLP, count_params
 from spheres.train import (OnlineData, create_train_state, make_optimizer, make_train_chunk,
-                           sigmoid_loss, train_step, variables_of)
+                           train_step, variables_of)
 
 from . import _harness as H
 

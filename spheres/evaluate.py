@@ -14,7 +14,6 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from scipy import stats
 
 from . import data as sdata

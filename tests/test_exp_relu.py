@@ -2,7 +2,6 @@
 
 import math
 
-import numpy as np
 import pytest
 
 from spheres.experiments import make_config, run_experiment

@@ -3,7 +3,6 @@ check of exact_error_rate — and its CLT."""
 
 import math
 
-import jax
 import mpmath as mp
 import numpy as np
 import pytest

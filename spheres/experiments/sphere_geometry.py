@@ -29,7 +29,7 @@ import attacks
 
 from .. import data as sdata
 from .. import evaluate, train
-from ..config import Config, require
+from ..config import require
 from ..results import RunDir
 from . import register
 from .manifold import mean_distance_to_error, nearest_on_manifold

@@ -18,7 +18,6 @@ import typing
 from typing import Literal
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from .. import data as sdata
@@ -26,7 +25,6 @@ from .. import evaluate, models, train
 from ..checkpoint import Checkpoints
 from ..config import Config, require
 from ..results import RunDir, read_json
-from ..sharding import data_mesh
 from . import register
 
 
