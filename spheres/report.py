@@ -33,12 +33,15 @@ def _relu_rows(s: dict) -> list[tuple[str, str, str]]:
     a = s.get("attacks")
     if a:
         on, off = a["on_manifold_nearest"], a["off_manifold_nearest"]
+        n = a.get("n_correct", a["n_points"])
+        starts = (f" correctly classified points ({a['start_errors']} of {a['n_points']} starts were "
+                  f"already errors)" if a.get("start_errors") else " points")
         rows.append(("mean distance to nearest on-manifold error", "≈ 0.18 (unverified)",
                      f"{on['distance']['mean']:.4f} (median {on['distance']['median']:.4f}; found for "
-                     f"{on['found']}/{a['n_points']})" if on["found"] else f"no error found from {a['n_points']} points"))
+                     f"{on['found']}/{n}{starts})" if on["found"] else f"no error found from {n}{starts}"))
         rows.append(("nearest off-manifold error", "0.0796 at ‖x̂‖ ≈ 1.07 (unverified)",
-                     f"{off['distance']['min']:.4f} at ‖x̂‖ = {off['norm_at_min']:.4f} (min over {a['n_points']} "
-                     f"points; mean {off['distance']['mean']:.4f})" if off["found"] else "none found"))
+                     f"{off['distance']['min']:.4f} at ‖x̂‖ = {off['norm_at_min']:.4f} (min over {n}{starts}; "
+                     f"mean {off['distance']['mean']:.4f})" if off["found"] else "none found"))
         rows.append(("distance between random inner-sphere points", "≈ √2 = 1.414",
                      f"{a['random_pair_distance']['mean']:.4f}"))
     return rows

@@ -9,8 +9,10 @@
   constraint) and the norm of the point found (paper: 0.0796 at ‖x̂‖ ≈ 1.07, unverified),
 * for scale, the mean distance between two random inner-sphere points (√2 as d grows).
 
-``mean_distance_to_error`` is Theorem 5.1's d(E) for a sample: 0 for points already in E, the
-attack's distance otherwise.
+Sample points the model already misclassifies are counted (``start_errors``) and left out of
+the nearest-error statistics, which describe how far an error is from a CORRECTLY classified point
+(an error's own distance, 0, would otherwise set the minimum).  ``mean_distance_to_error`` is
+Theorem 5.1's d(E) for a sample: 0 for points already in E, the attack's distance otherwise.
 """
 
 from __future__ import annotations
@@ -89,20 +91,28 @@ def manifold_analysis(model, variables, *, d: int, R: float, key: jax.Array, n: 
     near_d, near_ok = np.concatenate(near_d), np.concatenate(near_ok)
     worst_ok = np.concatenate(worst_ok)
     off_d, off_ok, off_norm = np.concatenate(off_d), np.concatenate(off_ok), np.concatenate(off_norm)
+    start_err = np.concatenate([np.asarray(model.apply(variables, x_all[i:i + batch], train=False) > 0)
+                                for i in range(0, n, batch)])      # inner-sphere points: label 0
+    good = ~start_err
     pairs = sdata.sample_sphere(k_pairs, 2 * 10_000, d, 1.0).reshape(2, 10_000, d)
     pair_dist = np.asarray(jnp.linalg.norm(pairs[0] - pairs[1], axis=1))
+    near_ok, worst_ok, off_ok = near_ok & good, worst_ok & good, off_ok & good
+    n_good = int(good.sum())
     i_min = int(np.argmin(np.where(off_ok, off_d, np.inf))) if off_ok.any() else None
     out = {
-        "n_points": n,
-        "on_manifold_nearest": {"found": int(near_ok.sum()), "fraction_found": float(near_ok.mean()),
+        "n_points": n, "start_errors": int(start_err.sum()), "n_correct": n_good,
+        # every statistic below is over the n_correct correctly classified starting points
+        "on_manifold_nearest": {"found": int(near_ok.sum()),
+                                "fraction_found": float(near_ok.sum() / max(n_good, 1)),
                                 "distance": _stats(near_d[near_ok])},
-        "worst_case": {"success": int(worst_ok.sum()), "success_rate": float(worst_ok.mean())},
+        "worst_case": {"success": int(worst_ok.sum()),
+                       "success_rate": float(worst_ok.sum() / max(n_good, 1))},
         "off_manifold_nearest": {"found": int(off_ok.sum()), "distance": _stats(off_d[off_ok]),
                                  "norm_at_min": float(off_norm[i_min]) if i_min is not None else None,
                                  "norm": _stats(off_norm[off_ok])},
         "random_pair_distance": _stats(pair_dist),
     }
-    arrays = {"on_manifold_distance": near_d, "on_manifold_found": near_ok,
+    arrays = {"start_error": start_err, "on_manifold_distance": near_d, "on_manifold_found": near_ok,
               "worst_case_success": worst_ok, "off_manifold_distance": off_d,
               "off_manifold_found": off_ok, "off_manifold_norm": off_norm}
     return out, arrays

@@ -79,10 +79,11 @@ def run_dimension_sweep(cfg: DimensionSweepConfig, run_dir: RunDir, *, progress:
         er = s["error_rate"]
         found = a.get("on_manifold_nearest", {}).get("found", 0)
         rows.append({"d": d, "error_rate": er, "attack_found": found,
-                     "attack_points": a.get("n_points", 0),
+                     "attack_points": a.get("n_correct", a.get("n_points", 0)),   # correct starts
                      "attack_mean_distance": a.get("on_manifold_nearest", {}).get("distance", {}).get("mean"),
                      "worst_case_success": a.get("worst_case", {}).get("success"),
-                     "errors_found": bool(er["inner"]["errors"] + er["outer"]["errors"] + found > 0)})
+                     "errors_found": bool(er["inner"]["errors"] + er["outer"]["errors"] + found
+                                          + a.get("start_errors", 0) > 0)})
         run_dir.log_metrics({"step": len(rows), **rows[-1]})
     t_rest = time.time()
     first = next((r["d"] for r in rows if r["errors_found"]), None)

@@ -369,8 +369,12 @@ def run_sphere_training(cfg: SphereTrainConfig, run_dir: RunDir, *, progress: bo
 
 def _attack_rows(a: dict) -> list[tuple[str, str]]:
     on, off = a["on_manifold_nearest"], a["off_manifold_nearest"]
-    n = a["n_points"]
-    rows = [("on-manifold nearest error", f"found for {on['found']}/{n}"
+    n = a.get("n_correct", a["n_points"])     # summaries before start errors were counted: all
+    rows = []
+    if a.get("start_errors"):
+        rows.append(("attack starting points", f"{a['n_points']}, of which {a['start_errors']} already "
+                     f"misclassified (left out below)"))
+    rows += [("on-manifold nearest error", f"found for {on['found']}/{n}"
              + (f"; distance mean {on['distance']['mean']:.4f}, median {on['distance']['median']:.4f}"
                 if on["found"] else ""))]
     rows.append(("worst-case manifold attack", f"success {a['worst_case']['success']}/{n}"))
