@@ -124,8 +124,11 @@ def _error_distance_rows(s: dict) -> list[tuple[str, str, str]]:
 
     import theory
 
-    ratios = [p["d_E"] / float(theory.cap_distance_bound(p["mu"], s["d"])) for p in s["points"]
+    from .experiments.sphere_geometry import RATIO_MIN_BOUND
+
+    bounds = [(p, float(theory.cap_distance_bound(p["mu"], s["d"]))) for p in s["points"]
               if p["mu_errors"] > 0 and p["attack_failed"] == 0]
+    ratios = [p["d_E"] / b for p, b in bounds if b >= RATIO_MIN_BOUND]
     caps = s["caps"]
     gap = max(abs(c["d_E_attack"] - c["d_E_exact_same_points"]) for c in caps) if caps else None
     return [("trained models' d(E) relative to the cap bound", "close to the bound (verified, Figure 4)",

@@ -49,3 +49,18 @@ def test_report_has_paper_rows_and_figures(evd, tmp_path):
     text = build_report([path], out)
     assert "| quantity | paper | ours |" in text and "close to the bound (verified" in text
     assert "![error_vs_distance](" in text
+
+
+def test_error_distance_ratio_left_out_where_the_bound_vanishes():
+    """At μ(E) → 1 nearly every start is itself an error and the cap bound is ~0: d(E)/bound is
+    0/0 and must be shown as '-', not as 0.000 (nor enter the report's median)."""
+    from spheres.experiments.sphere_geometry import error_distance_table
+    from spheres.report import _error_distance_rows
+
+    pt = dict(model="m", train_size=10, step=1, mu_n=100, mu_errors=99, attack_failed=0)
+    s = {"d": 500, "models": ["m"], "caps": [],
+         "points": [dict(pt, mu=0.999, mu_lower=0.99, mu_upper=1.0, d_E=0.0),
+                    dict(pt, mu=0.01, mu_lower=0.009, mu_upper=0.011, d_E=0.09)]}
+    rows = [line.split("|")[-2].strip() for line in error_distance_table(s).splitlines()[3:5]]
+    assert rows[0] == "-" and float(rows[1]) > 0
+    assert "over 1 measurements" in _error_distance_rows(s)[0][2]

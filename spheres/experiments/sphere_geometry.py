@@ -294,6 +294,10 @@ def _error_distance_figure(run_dir, summary):
     plt.close(fig)
 
 
+# Below this cap bound (μ(E) → 1: nearly every point is itself an error) d(E)/bound is 0/0 noise.
+RATIO_MIN_BOUND = 1e-3
+
+
 def error_distance_table(summary: dict) -> str:
     import theory
 
@@ -307,9 +311,10 @@ def error_distance_table(summary: dict) -> str:
                          f"{p['d_E']:.4f} | - | - |")
             continue
         b = float(theory.cap_distance_bound(p["mu"], d))
+        ratio = f"{p['d_E'] / b:.3f}" if b >= RATIO_MIN_BOUND else "-"
         lines.append(f"| {p['model']} | {p['train_size']:,} | {p['step']:,} | {p['mu']:.3g} "
                      f"[{p['mu_lower']:.2g}, {p['mu_upper']:.2g}] | {p['d_E']:.4f} | {b:.4f} | "
-                     f"{p['d_E'] / b:.3f} |")
+                     f"{ratio} |")
     lines += ["", "Measured caps (attack vs exact):", "| μ | d(E) attack | exact, same points | theory | failed |",
               "|---|---|---|---|---|"]
     for c in summary["caps"]:
