@@ -84,7 +84,10 @@ def make_error_counter(batch_logits: Callable, d: int, radius: float, label: int
             x = jax.lax.with_sharding_constraint(x, sharding)
             logits = batch_logits(variables, x)
             wrong = (logits > 0) != (label == 1)
-            valid = c * chunk + jnp.arange(chunk) < n
+            # index < n without forming c * chunk: the last block's padding chunks would reach
+            # n + chunks_per_block * chunk, which wraps around int32 for n near 2**31
+            full, rem = n // chunk, n % chunk
+            valid = (c < full) | ((c == full) & (jnp.arange(chunk) < rem))
             return acc + jnp.sum(wrong & valid, dtype=jnp.int32)
 
         return jax.lax.fori_loop(0, chunks_per_block, body, jnp.zeros((), jnp.int32))

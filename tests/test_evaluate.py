@@ -64,3 +64,19 @@ def test_bad_n_is_rejected():
     with pytest.raises(ValueError, match="positive"):
         evaluate.sphere_error_rate(_halfspace_logits, {"t": 0.0}, key=jax.random.key(0), d=3,
                                    radius=1.0, label=0, n=0)
+
+
+def test_last_block_near_int32_limit_counts_only_valid_points():
+    # n just below 2**31: the last block's padding chunks reach n + chunks_per_block·chunk, past the
+    # int32 range. A mask built as c·chunk + i < n wrapped around there and counted 99,999 points
+    # instead of 83,647. Every point is an error here (logit > 0 on the inner sphere), so the count
+    # is the number of valid points and must be exact.
+    n, chunk, per_block = 2**31 - 1, 10_000, 10
+    always_outer = lambda variables, x: jnp.ones(x.shape[0])
+    count = evaluate.make_error_counter(always_outer, 2, 1.0, 0, chunk, per_block, evaluate.data_mesh())
+    last = (n - 1) // chunk
+    got = int(count({}, jax.random.key(0), jnp.asarray(last, jnp.int32), jnp.asarray(n, jnp.int32)))
+    assert got == n - last * chunk == 3_647
+    first = last - per_block + 1   # a block that ends exactly at the last chunk
+    got = int(count({}, jax.random.key(0), jnp.asarray(first, jnp.int32), jnp.asarray(n, jnp.int32)))
+    assert got == n - first * chunk == 93_647

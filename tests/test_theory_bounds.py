@@ -140,6 +140,14 @@ def test_threshold_converges_to_the_asymptotic_form_at_rate_one_over_d():
                                    rtol=1e-13)
 
 
+def test_asymptotic_cap_distance_at_full_measure_is_zero():
+    # mu = 1: a = Φ⁻¹(0) = -inf and a·Φ(a) is -inf·0 (it was NaN); the cap is the whole sphere
+    np.testing.assert_array_equal(np.asarray(theory.asymptotic_cap_distance(np.array([1.0, 1 - 1e-17]), 500)), 0.0)
+    near = float(theory.asymptotic_cap_distance(1 - 1e-12, 500))
+    # continuous at 1: tiny and positive, next to the exact cap distance (1.2e-14 vs 1.4e-14)
+    assert 0 < near < 1e-13 and 0 < theory.cap_distance_bound(1 - 1e-12, 500) < 1e-13
+
+
 def test_exact_cap_distance_converges_to_its_limit_not_to_the_papers_form():
     # √d·d(cap) → aΦ(a) + φ(a) (asymptotic_cap_distance), a = Φ⁻¹(1 − μ), with relative error O(1/d)
     # (observed: ×10 smaller per decade of d; the constant grows like a², e.g. 2.2 at μ = 1e-6,

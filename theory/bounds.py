@@ -204,5 +204,9 @@ def asymptotic_cap_distance(mu, d):
     converges to it with relative error O(1/d) (see the tests). Jittable.
     """
     a = _inverse_upper_normal(mu)
+    # mu = 1 gives a = -inf, where a·Φ(a) is -inf·0; the limit (every point in the cap) is 0
+    whole = jnp.isneginf(a)
+    a = jnp.where(whole, 0.0, a)
     pdf = jnp.exp(-0.5 * a * a) / jnp.sqrt(2.0 * jnp.pi)
-    return (a * jax.scipy.special.ndtr(a) + pdf) / jnp.sqrt(jnp.asarray(d, dtype=jnp.result_type(float)))
+    value = jnp.where(whole, 0.0, a * jax.scipy.special.ndtr(a) + pdf)
+    return value / jnp.sqrt(jnp.asarray(d, dtype=jnp.result_type(float)))
