@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?= -n 2 --dist loadfile
 
-.PHONY: run test test-slow bench install clean-venv
+.PHONY: run test test-slow bench install clean-venv archive
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,15 @@ bench: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet --no-deps torchattacks
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+# Keep a finished run's record in the repository: everything but checkpoints and arrays over 2 MB
+# goes to docs/runs/<name>/, where `spheres report docs/runs/<name>` and `spheres show` read it.
+archive:
+	@test -n "$(RUN)" -a -f "$(RUN)/summary.json" || { echo "usage: make archive RUN=runs/<finished run>"; exit 2; }
+	@dest=docs/runs/$$(basename $(RUN)); mkdir -p $$dest; \
+	  (cd $(RUN) && find . -type d -name ckpt -prune -o -type f ! \( -name '*.npz' -size +2M \) -print) | \
+	  while read f; do mkdir -p "$$dest/$$(dirname $$f)"; cp "$(RUN)/$$f" "$$dest/$$f"; done; \
+	  echo "archived $(RUN) -> $$dest ($$(du -sh $$dest | cut -f1))"
 
 clean-venv:
 	rm -rf $(VENV)
