@@ -78,15 +78,16 @@ def make_error_counter(batch_logits: Callable, d: int, radius: float, label: int
 
     @jax.jit
     def count(variables, key, first_chunk, n):
+        # index < n without forming c * chunk: the last block's padding chunks would reach
+        # n + chunks_per_block * chunk, which wraps around int32 for n near 2**31
+        full, rem = n // chunk, n % chunk
+
         def body(i, acc):
             c = first_chunk + i
             x = sdata.sample_sphere(jax.random.fold_in(key, c), chunk, d, radius)
             x = jax.lax.with_sharding_constraint(x, sharding)
             logits = batch_logits(variables, x)
             wrong = (logits > 0) != (label == 1)
-            # index < n without forming c * chunk: the last block's padding chunks would reach
-            # n + chunks_per_block * chunk, which wraps around int32 for n near 2**31
-            full, rem = n // chunk, n % chunk
             valid = (c < full) | ((c == full) & (jnp.arange(chunk) < rem))
             return acc + jnp.sum(wrong & valid, dtype=jnp.int32)
 

@@ -128,8 +128,8 @@ SCAN_UNROLL = 2
 """Training steps per iteration of the compiled scan loop (``lax.scan(unroll=...)``). With one step
 per iteration XLA's copy insertion copies the 1000 × 1000 hidden kernel of ``SphereMLP`` every
 step (it cannot prove the backward pass's last read of it precedes Adam's in-place write); two
-steps per iteration remove that copy and made the paper's ReLU step 8 % faster on a 2-core CPU
-(3.68 → 3.38 ms). The fused programs differ, so float rounding differs from ``unroll=1`` (runs
+steps per iteration remove that copy and made the paper's ReLU step 7 % faster on a quiet 2-core
+CPU (6.69 → 6.22 ms per step, best of 9 interleaved rounds of 100-step chunks, 2026-12-01). The fused programs differ, so float rounding differs from ``unroll=1`` (runs
 made before this default, commit 71dfc8c and earlier, used 1); results agree statistically."""
 
 
