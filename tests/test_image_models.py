@@ -141,6 +141,73 @@ def test_conv_specs_match_the_layers():
         jax.config.update("jax_enable_x64", False)
 
 
+@pytest.mark.parametrize("size,cin,cout,stride,kernel", [(28, 1, 4, 1, 5), (14, 3, 5, 2, 5), (7, 2, 3, 2, 3),
+                                                          (9, 2, 2, 3, 5), (6, 1, 2, 1, 4)])
+def test_conv2d_is_nn_conv(size, cin, cout, stride, kernel):
+    """`Conv2D` (im2col) against ``nn.Conv(..., padding="SAME")`` in float64: same initial
+    parameters, and outputs and gradients (kernel, bias, input) equal to 1e-12 (round-off of sums
+    of ~100 terms), for odd/even sizes, strides 1-3 and odd/even kernels."""
+    import flax.linen as nn
+
+    with jax.enable_x64(True):
+        x = jax.random.normal(jax.random.key(0), (2, size, size, cin), jnp.float64)
+        ours = im.Conv2D(cout, (kernel, kernel), stride=stride)
+        ref = nn.Conv(cout, (kernel, kernel), strides=stride, padding="SAME", param_dtype=jnp.float64)
+        v_ref = ref.init(jax.random.key(1), x)
+        v_ours = ours.init(jax.random.key(1), x)
+        assert jax.tree.structure(v_ours) == jax.tree.structure(v_ref)
+        for a, b in zip(jax.tree.leaves(v_ours), jax.tree.leaves(v_ref)):
+            np.testing.assert_array_equal(a, b)  # the same initial values
+        v = jax.tree.map(lambda a: a + 0.1, v_ref)  # a nonzero bias too
+        out, out_ref = ours.apply(v, x), ref.apply(v, x)
+        assert out.shape == out_ref.shape
+        np.testing.assert_allclose(out, out_ref, rtol=0, atol=1e-12)
+        loss = lambda m: lambda v, x: jnp.sum(jnp.sin(m.apply(v, x)))  # noqa: E731
+        g, g_ref = jax.grad(loss(ours), (0, 1))(v, x), jax.grad(loss(ref), (0, 1))(v, x)
+        for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_ref)):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+
+
+def test_max_pool_2x2_is_nn_max_pool():
+    """Values equal ``nn.max_pool`` exactly; with no ties (continuous input) the gradient does too;
+    a tied window splits its gradient equally; odd sizes are refused."""
+    import flax.linen as nn
+
+    h = jax.random.normal(jax.random.key(0), (2, 6, 8, 3))
+    ref = lambda h: nn.max_pool(h, (2, 2), strides=(2, 2))  # noqa: E731
+    np.testing.assert_array_equal(im.max_pool_2x2(h), ref(h))
+    w = jax.random.normal(jax.random.key(1), (2, 3, 4, 3))
+    g = jax.grad(lambda h: jnp.sum(w * im.max_pool_2x2(h)))(h)
+    np.testing.assert_array_equal(g, jax.grad(lambda h: jnp.sum(w * ref(h)))(h))
+    tied = jax.grad(lambda h: jnp.sum(im.max_pool_2x2(h)))(jnp.zeros((1, 2, 2, 1)))
+    np.testing.assert_array_equal(tied, np.full((1, 2, 2, 1), 0.25))
+    with pytest.raises(ValueError, match="even height and width"):
+        im.max_pool_2x2(jnp.zeros((1, 5, 4, 1)))
+
+
+def test_convnet_matches_the_nn_conv_formulation(batch):
+    """ConvNet with `Conv2D` / `max_pool_2x2` gives the logits of the same net written with
+    ``nn.Conv`` / ``nn.max_pool`` on the same variables (float32 round-off: 1e-5)."""
+    import flax.linen as nn
+
+    class Reference(im.ConvNet):
+        @nn.compact
+        def __call__(self, x, train: bool = False):
+            h = im.as_nhwc(x)
+            h = nn.relu(nn.Conv(self.channels[0], (5, 5), strides=1, padding="SAME", name="conv_0")(h))
+            h = nn.max_pool(h, (2, 2), strides=(2, 2))
+            h = nn.relu(nn.Conv(self.channels[1], (5, 5), strides=2, padding="SAME", name="conv_1")(h))
+            h = nn.relu(nn.Dense(self.hidden, name="dense_0")(h.reshape(h.shape[0], -1)))
+            return nn.Dense(self.num_classes, name="dense_1")(h)
+
+    m, ref = im.ConvNet((4, 6), 12), Reference((4, 6), 12)
+    v = im.init_variables(m, jax.random.key(0))
+    v_ref = im.init_variables(ref, jax.random.key(0))
+    for a, b in zip(jax.tree.leaves(v), jax.tree.leaves(v_ref)):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_allclose(m.apply(v, batch), ref.apply(v, batch), rtol=1e-5, atol=1e-5)
+
+
 def test_features_are_the_last_hidden_layer(batch):
     m = im.MLP((6, 5))
     v = im.init_variables(m, jax.random.key(0))
