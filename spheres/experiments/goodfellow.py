@@ -142,7 +142,7 @@ class GoodfellowFGSMConfig(GoodfellowConfig):
     logreg_classes: tuple[int, ...] = (3, 7)
 
     PRESETS: typing.ClassVar = {"quick": dict(_QUICK), "full": dict(_FULL)}
-    COST: typing.ClassVar = {"quick": "~40 s CPU", "full": "~1-2 h on 2 CPU cores (maxout, 100 epochs)"}
+    COST: typing.ClassVar = {"quick": "~40 s CPU", "full": "~20 min on one CPU core (measured 1,256 s; maxout-240 for 100 epochs is 949 s of it)"}
 
     def validate(self) -> None:
         super().validate()
@@ -421,7 +421,7 @@ class GoodfellowAgreementConfig(GoodfellowConfig):
     """FGSM examples of maxout; agreement of softmax and RBF with maxout's wrong class."""
 
     PRESETS: typing.ClassVar = {"quick": dict(_QUICK), "full": dict(_FULL)}
-    COST: typing.ClassVar = {"quick": "~40 s CPU", "full": "~1-2 h on 2 CPU cores"}
+    COST: typing.ClassVar = {"quick": "~40 s CPU", "full": "~20 min on one CPU core (trains goodfellow-fgsm's maxout, softmax and RBF; seconds with their params-*.npz)"}
 
 
 def _three_models(cfg, run_dir, ds, progress):
@@ -475,7 +475,7 @@ class GoodfellowRubbishConfig(GoodfellowConfig):
     n_rubbish: int = 10_000
 
     PRESETS: typing.ClassVar = {"quick": dict(_QUICK, n_rubbish=2000), "full": dict(_FULL, n_rubbish=10_000)}
-    COST: typing.ClassVar = {"quick": "~40 s CPU", "full": "~1-2 h on 2 CPU cores"}
+    COST: typing.ClassVar = {"quick": "~40 s CPU", "full": "~20 min on one CPU core (trains goodfellow-fgsm's maxout, softmax and RBF; seconds with their params-*.npz)"}
 
     def validate(self) -> None:
         super().validate()
