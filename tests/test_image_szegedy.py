@@ -22,9 +22,14 @@ pytestmark = pytest.mark.skipif(not idata.debian_fashion_mnist_installed(),
 
 
 def test_all_registered_with_quick_and_full_presets():
+    """Every image experiment has quick and full (goodfellow-adversarial-training also medium),
+    each preset validates and states its cost."""
     for name in IMAGE_EXPERIMENTS:
         exp = get(name)
-        assert set(exp.config_cls.PRESETS) == {"quick", "full"}
+        assert {"quick", "full"} <= set(exp.config_cls.PRESETS) <= {"quick", "medium", "full"}
+        for preset in exp.config_cls.PRESETS:
+            make_config(name, preset).validate()
+            assert exp.config_cls.COST.get(preset), (name, preset)
         assert exp.table is not None
         cfg = make_config(name, "quick", ["dataset=mnist", "data_dir=/x"])
         assert cfg.dataset == "mnist" and cfg.data_dir == "/x"
