@@ -833,7 +833,7 @@ class SzegedyUnitsConfig(ImageConfig):
                       n_search=1000, conv_channels=(8, 16)),
         "full": dict(preset_name="full", epochs=20, n_directions=8, top_k=8, n_search=10_000, ckpt_every=5),
     }
-    COST: typing.ClassVar = {"quick": "~30 s CPU", "full": "~1 h on 2 CPU cores (the conv net: ~200 s per epoch on one core, 20 epochs)"}
+    COST: typing.ClassVar = {"quick": "~30 s CPU", "full": "~20 min on one CPU core (measured 1,112 s: the conv net, 20 epochs at 30-55 s)"}
 
     def validate(self) -> None:
         super().validate()
