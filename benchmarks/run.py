@@ -28,7 +28,7 @@ from pathlib import Path
 from . import _harness as H
 
 # module -> benchmark name (the name is what --only takes), in run order
-BENCHMARKS = {"matmul": "matmul", "eval_throughput": "eval", "training": "train",
+BENCHMARKS = {"matmul": "matmul", "eval_throughput": "eval", "training": "train", "conv_training": "conv_train",
               "sphere_attack": "sphere_pgd", "image_pgd": "image_pgd", "lbfgs": "lbfgs",
               "error_rate": "error_rate", "memory": "memory", "scaling": "scaling",
               "paper_estimates": "paper_estimates"}

@@ -259,7 +259,9 @@ class ConvNet(nn.Module):
     ``intermediates/features`` for unit analysis) → ``dense_1`` (logits).
 
     The convolutions are `Conv2D` (im2col; same parameters and outputs as ``nn.Conv``) and the
-    pool is `max_pool_2x2`, for speed inside a training ``scan`` on CPU.
+    pool is `max_pool_2x2`, for speed inside a training ``scan`` on CPU; ``conv_impl="xla"`` uses
+    ``nn.Conv`` / ``nn.max_pool`` instead (the same function and parameters; faster where the
+    backend has tuned convolutions, e.g. cuDNN). ``benchmarks/conv_training.py`` times both.
     ``conv_specs()`` gives each convolution's input size, stride and padding for
     ``theory.conv_lipschitz`` / ``theory.model_lipschitz_bound``.
     """
@@ -267,13 +269,22 @@ class ConvNet(nn.Module):
     channels: Sequence[int] = (16, 32)
     hidden: int = 100
     num_classes: int = NUM_CLASSES
+    conv_impl: Literal["im2col", "xla"] = "im2col"
 
     @nn.compact
     def __call__(self, x, train: bool = False):
+        if self.conv_impl not in ("im2col", "xla"):
+            raise ValueError(f"conv_impl must be 'im2col' or 'xla' (got {self.conv_impl!r})")
+        if self.conv_impl == "xla":   # nn.Conv / nn.max_pool: cuDNN on GPU; same parameters
+            conv = lambda c, s, name: nn.Conv(c, (5, 5), strides=s, padding="SAME", name=name)  # noqa: E731
+            pool = lambda h: nn.max_pool(h, (2, 2), strides=(2, 2))  # noqa: E731
+        else:
+            conv = lambda c, s, name: Conv2D(c, (5, 5), stride=s, name=name)  # noqa: E731
+            pool = max_pool_2x2
         h = as_nhwc(x)
-        h = nn.relu(Conv2D(self.channels[0], (5, 5), stride=1, name="conv_0")(h))
-        h = max_pool_2x2(h)
-        h = nn.relu(Conv2D(self.channels[1], (5, 5), stride=2, name="conv_1")(h))
+        h = nn.relu(conv(self.channels[0], 1, "conv_0")(h))
+        h = pool(h)
+        h = nn.relu(conv(self.channels[1], 2, "conv_1")(h))
         h = nn.relu(nn.Dense(self.hidden, name="dense_0")(h.reshape(h.shape[0], -1)))
         self.sow("intermediates", "features", h)
         return nn.Dense(self.num_classes, name="dense_1")(h)

@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-NAMES = ["matmul", "eval", "train", "sphere_pgd", "image_pgd", "lbfgs", "error_rate", "memory",
+NAMES = ["matmul", "eval", "train", "conv_train", "sphere_pgd", "image_pgd", "lbfgs", "error_rate", "memory",
          "scaling", "paper_estimates"]
 
 
