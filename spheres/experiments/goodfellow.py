@@ -357,7 +357,7 @@ class GoodfellowAdvTrainingConfig(GoodfellowConfig):
                                 "medium": dict(_FULL, preset_name="medium", maxout_units=240, n_eval=0),
                                 "full": dict(_FULL, maxout_units=1600, n_eval=0)}
     COST: typing.ClassVar = {"quick": "~1 min CPU",
-                             "medium": "~2.5 h on one CPU core (3 × maxout-240 with the J̃ / noise objectives, 100 epochs; "
+                             "medium": "~2 h on one CPU core (3 × maxout-240 with the J̃ / noise objectives, 100 epochs at 20-26 s; "
                                        "the plain model is goodfellow-fgsm full's, 16 min)",
                              "full": "~30 h on one CPU core (4 × maxout-1600, 100 epochs; 16x maxout-240's FLOPs); GPU advised"}
 
