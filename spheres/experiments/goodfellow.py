@@ -232,7 +232,7 @@ class GoodfellowLogisticConfig(GoodfellowConfig):
         "quick": dict(preset_name="quick", n_train=6000, n_test=2000, epochs=5, batch=50, lr=3e-3),
         "full": dict(preset_name="full", epochs=100, batch=100, lr=1e-3, ckpt_every=10),
     }
-    COST: typing.ClassVar = {"quick": "~15 s CPU", "full": "~5 min on 2 CPU cores"}
+    COST: typing.ClassVar = {"quick": "~15 s CPU", "full": "~20 s on one CPU core (measured 16 s)"}
 
     def validate(self) -> None:
         super().validate()
