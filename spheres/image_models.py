@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import numbers
 import re
 from typing import Callable, Literal, Sequence
 
@@ -40,6 +41,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from theory.lipschitz import same_padding
 
 NUM_CLASSES = 10
 INPUT_SHAPE = (28, 28)
@@ -187,18 +190,18 @@ class RBFNetwork(nn.Module):
         return -jnp.sum(beta[None] * diff * diff, axis=-1)
 
 
-def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
-    """XLA's ``"SAME"`` padding ``(low, high)`` of one spatial axis: output ``ceil(size / stride)``,
-    total ``max((out − 1)·stride + kernel − size, 0)``, the odd pixel on the high side."""
-    out = -(-size // stride)
-    total = max((out - 1) * stride + kernel - size, 0)
-    return total // 2, total - total // 2
-
-
 def im2col(h: jax.Array, kernel: tuple[int, int], stride: int) -> jax.Array:
     """Patches of ``h (B, H, W, C)`` for a ``"SAME"`` convolution: ``(B, H', W', kh·kw·C)`` with the
     feature axis ordered ``(kh, kw, C)``, so ``im2col(h) @ k.reshape(-1, C_out)`` is the convolution
-    with an HWIO kernel ``k``. Built from ``kh·kw`` strided slices of the zero-padded input."""
+    with an HWIO kernel ``k``. Built from ``kh·kw`` strided slices of the zero-padded input (the
+    slices are static: the Python loop runs once, at trace time). Padding: `theory.same_padding`."""
+    if getattr(h, "ndim", None) != 4:
+        raise ValueError(f"im2col needs images of shape (B, H, W, C), got shape {getattr(h, 'shape', type(h))}")
+    if (isinstance(kernel, int) or len(kernel) != 2
+            or not all(isinstance(k, numbers.Integral) and not isinstance(k, bool) and k >= 1 for k in kernel)):
+        raise ValueError(f"im2col: kernel must be a pair of positive ints (kh, kw), got {kernel!r}")
+    if isinstance(stride, bool) or not isinstance(stride, numbers.Integral) or stride < 1:
+        raise ValueError(f"im2col: stride must be a positive int, got {stride!r}")
     kh, kw = kernel
     (t, b), (l, r) = same_padding(h.shape[1], kh, stride), same_padding(h.shape[2], kw, stride)
     hp = jnp.pad(h, ((0, 0), (t, b), (l, r), (0, 0)))

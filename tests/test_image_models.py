@@ -168,6 +168,17 @@ def test_conv2d_is_nn_conv(size, cin, cout, stride, kernel):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
 
 
+def test_im2col_validates():
+    """Wrong rank, kernel or stride get a clear error (not one from inside ``jnp.pad``)."""
+    h = jnp.zeros((2, 8, 8, 3))
+    for args, match in (((h[0], (3, 3), 1), r"\(B, H, W, C\)"), ((h, 3, 1), "pair of positive"),
+                        ((h, (3, 0), 1), "pair of positive"), ((h, (3, 3), 0), "stride"),
+                        ((h, (3, 3), 1.5), "stride")):
+        with pytest.raises(ValueError, match=match):
+            im.im2col(*args)
+    assert im.im2col(h, (3, 3), 2).shape == (2, 4, 4, 27)
+
+
 def test_max_pool_2x2_is_nn_max_pool():
     """Values equal ``nn.max_pool`` exactly; with no ties (continuous input) the gradient does too;
     a tied window splits its gradient equally; odd sizes are refused."""

@@ -150,6 +150,20 @@ def test_circular_norm_on_the_same_grid_does_not_bound_zero_padding():
     assert float(theory.conv_lipschitz(kernel, input_shape=(2, 1), padding="SAME")) >= exact
 
 
+def test_same_padding_is_xla_same():
+    """`same_padding` equals JAX's own "SAME" rule (``lax.padtype_to_pads``) exactly, for every
+    size, kernel and stride up to 12, and refuses non-positive or non-integer arguments."""
+    from jax import lax
+
+    for n in range(1, 13):
+        for k in range(1, 13):
+            for s in range(1, 13):
+                assert theory.same_padding(n, k, s) == tuple(lax.padtype_to_pads((n,), (k,), (s,), "SAME")[0])
+    for bad in ((0, 3, 1), (5, 0, 1), (5, 3, 0), (5, 3.0, 1), (5, True, 1)):
+        with pytest.raises(ValueError, match="positive int"):
+            theory.same_padding(*bad)
+
+
 def test_conv_lipschitz_validates():
     k = jnp.ones((3, 3, 1, 1))
     with pytest.raises(ValueError):

@@ -19,7 +19,7 @@ from .linear import (adversarial_logistic_loss, adversarial_logistic_loss_grad,
                      fgsm_linear_logit_change, fgsm_linear_perturbation, logistic_loss,
                      min_l2_distance_linear, min_l2_distance_multiclass, min_l2_perturbation_linear)
 from .lipschitz import (ConvSpec, LipschitzBound, conv_lipschitz, dense_lipschitz,
-                        model_lipschitz_bound, operator_norm_power_iteration)
+                        model_lipschitz_bound, operator_norm_power_iteration, same_padding)
 from .quadratic import (WorstCasePoints, alphas, alphas_from_variables, ellipsoid_semi_axes,
                         fraction_in_range, is_perfect, worst_case_points,
                         worst_case_points_from_variables)
@@ -43,7 +43,7 @@ __all__ = [
     "min_l2_perturbation_linear", "min_l2_distance_multiclass", "logistic_loss",
     "adversarial_logistic_loss", "adversarial_logistic_loss_grad",
     # Lipschitz bounds (Szegedy §4.3)
-    "dense_lipschitz", "conv_lipschitz", "model_lipschitz_bound", "ConvSpec", "LipschitzBound",
+    "dense_lipschitz", "conv_lipschitz", "model_lipschitz_bound", "ConvSpec", "LipschitzBound", "same_padding",
     "operator_norm_power_iteration",
     "PrecisionWarning",
 ]

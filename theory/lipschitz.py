@@ -28,6 +28,7 @@ Everything here is ``jax.numpy`` and jittable (shapes, strides and padding stati
 from __future__ import annotations
 
 import math
+import numbers
 from functools import partial
 from typing import Callable, Mapping, NamedTuple, Sequence
 
@@ -57,6 +58,21 @@ def _pair(v, name) -> tuple[int, int]:
     return t
 
 
+def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
+    """XLA's ``"SAME"`` padding ``(low, high)`` of one spatial axis of length ``size``: the output
+    has ``ceil(size / stride)`` entries, the total padding is
+    ``max((out − 1)·stride + kernel − size, 0)``, and an odd pixel goes on the high side.
+
+    Example: ``same_padding(28, 5, 2) == (1, 2)``; ``same_padding(28, 5, 1) == (2, 2)``.
+    """
+    for name, v in (("size", size), ("kernel", kernel), ("stride", stride)):
+        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+            raise ValueError(f"same_padding: {name} must be a positive int, got {v!r}")
+    out = -(-size // stride)
+    total = max((out - 1) * stride + kernel - size, 0)
+    return total // 2, total - total // 2
+
+
 def _grid_and_anchor(n: int, k: int, s: int, padding: str) -> tuple[int, int]:
     """Grid size and anchor ``lo`` (output ``i`` reads inputs ``s·i + u − lo``) for one spatial axis."""
     if padding == "CIRCULAR":
@@ -65,7 +81,7 @@ def _grid_and_anchor(n: int, k: int, s: int, padding: str) -> tuple[int, int]:
         return n, (k - 1) // 2
     if padding == "SAME":
         out = -(-n // s)
-        lo = max((out - 1) * s + k - n, 0) // 2
+        lo = same_padding(n, k, s)[0]
     else:                                   # VALID
         out = (n - k) // s + 1
         if out < 1:
