@@ -58,6 +58,47 @@ def _cmd_list() -> int:
     return 0
 
 
+COMPILE_CACHE_ENV = "SPHERES_COMPILE_CACHE"
+
+
+def compile_cache_dir() -> Path | None:
+    """Where ``spheres run`` keeps JAX's persistent compilation cache, or None for no cache.
+
+    ``$SPHERES_COMPILE_CACHE`` (``off`` disables it), else ``$XDG_CACHE_HOME/spheres/jax-compile``
+    (``~/.cache/...``). None too when ``$JAX_COMPILATION_CACHE_DIR`` is set: JAX already uses it.
+    A cache hit is the same executable (keys include the program, jax/jaxlib versions, flags and
+    device), so results do not depend on it; only compile time does (szegedy-table1 quick: 126 s
+    cold, 32 s warm on one core).
+    """
+    import os
+
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return None
+    chosen = os.environ.get(COMPILE_CACHE_ENV, "")
+    if chosen.lower() in ("off", "0", "none", "false"):
+        return None
+    if chosen:
+        return Path(chosen).expanduser()
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return base / "spheres" / "jax-compile"
+
+
+def _enable_compile_cache() -> None:
+    path = compile_cache_dir()
+    if path is None:
+        return
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:     # a cache is an optimisation: run without it, and say so
+        print(f"spheres: compilation cache disabled ({path}: {e.strerror}); set "
+              f"{COMPILE_CACHE_ENV}=DIR or {COMPILE_CACHE_ENV}=off", file=sys.stderr)
+        return
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+
+
 def _cmd_run(args) -> int:
     from . import experiments
     from .config import ConfigError
@@ -73,6 +114,7 @@ def _cmd_run(args) -> int:
     out = args.out or Path("runs") / f"{args.experiment}-{args.preset}-s{cfg.seed}"
     print(f"spheres: {args.experiment} --preset {args.preset} -> {out}", file=sys.stderr)
     cfg.preflight()
+    _enable_compile_cache()
     run_dir = experiments.RunDir.open(out, args.experiment, cfg, force=args.force)
     run_dir.update_manifest(preset=args.preset, overrides=overrides)
     summary = exp.run(cfg, run_dir, progress=not args.no_progress)

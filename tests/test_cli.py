@@ -115,3 +115,20 @@ def test_run_dir_accepts_config_from_older_version_with_new_fields_at_default(tm
     assert json.loads((tmp_path / "config.json").read_text())["config"] == {"a": 1, "b": 0.5}
     with pytest.raises(RunDirConflict, match="b: 0.5 -> 0.7"):
         RunDir.open(tmp_path, "exp", New(b=0.7))
+
+
+def test_compile_cache_location(monkeypatch, tmp_path):
+    """``spheres run``'s compilation cache: $SPHERES_COMPILE_CACHE, `off`, the XDG default, and
+    nothing of ours when the caller already set JAX_COMPILATION_CACHE_DIR."""
+    from spheres.cli import compile_cache_dir
+
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path / "jax"))
+    assert compile_cache_dir() is None
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR")
+    monkeypatch.setenv("SPHERES_COMPILE_CACHE", str(tmp_path / "mine"))
+    assert compile_cache_dir() == tmp_path / "mine"
+    monkeypatch.setenv("SPHERES_COMPILE_CACHE", "off")
+    assert compile_cache_dir() is None
+    monkeypatch.delenv("SPHERES_COMPILE_CACHE")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert compile_cache_dir() == tmp_path / "xdg" / "spheres" / "jax-compile"
