@@ -28,6 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from spheres import image_models as im, image_train as itrain
+from theory import same_padding
 
 from . import _harness as H
 
@@ -70,7 +71,8 @@ def torch_convnet(torch, variables):
         def forward(self, x):                      # x (B, 28, 28)
             h = F.relu(self.conv_0(x[:, None]))
             h = F.max_pool2d(h, 2)
-            h = F.relu(self.conv_1(F.pad(h, (1, 2, 1, 2))))   # XLA "SAME" for 14 -> 7, k 5, s 2
+            lo, hi = same_padding(h.shape[-1], 5, 2)             # XLA "SAME" (14 -> 7: 1, 2)
+            h = F.relu(self.conv_1(F.pad(h, (lo, hi, lo, hi))))
             h = h.permute(0, 2, 3, 1).reshape(h.shape[0], -1)  # NHWC order, as the JAX dense_0
             return self.dense_1(F.relu(self.dense_0(h)))
 

@@ -111,10 +111,14 @@ def _eval_set(cfg: GoodfellowConfig, ds: idata.ImageDataset):
     return ds.x_test[:n], ds.y_test[:n]
 
 
+def _flat(x: np.ndarray) -> jax.Array:
+    """Images ``(n, 28, 28)`` as the ``(n, 784)`` float32 inputs the attacks take."""
+    return jnp.asarray(np.asarray(x, np.float32).reshape(x.shape[0], -1))
+
+
 def fgsm_examples(recipe: im.ModelRecipe, variables, x: np.ndarray, y: np.ndarray, eps, *, clip: bool):
     """``attacks.fgsm`` on flattened images; returns ``(x_adv (n, 28, 28), AttackResult)``."""
-    xf = jnp.asarray(np.asarray(x, np.float32).reshape(x.shape[0], -1))
-    res = attacks.fgsm(im.apply_fn(recipe.module), xf, jnp.asarray(y, jnp.int32), eps=eps,
+    res = attacks.fgsm(im.apply_fn(recipe.module), _flat(x), jnp.asarray(y, jnp.int32), eps=eps,
                        bounds=(0.0, 1.0) if clip else None, params=variables)
     return np.asarray(res.x_adv).reshape(x.shape), res
 
@@ -127,21 +131,20 @@ def fgsm_evaluation(recipe, variables, x, y, eps, *, clip: bool) -> tuple[itrain
 PGD_STEPS = 20
 
 
-def label_free_robustness(recipe, variables, x, y, eps, *, clip: bool, key: jax.Array) -> dict:
+def label_free_robustness(recipe, variables, x, y, predictions, eps, *, clip: bool, key: jax.Array) -> dict:
     """Errors that an FGSM-trained model cannot pass by reading the label off the perturbation.
 
     FGSM with the true label encodes y in ``sign(∇ₓJ(x, y))``; a model trained on such examples can
     learn to decode it and err LESS on them than on clean images ("label leaking", Kurakin,
     Goodfellow & Bengio 2017). Returned: ``fgsm_predicted_label_error`` (FGSM toward leaving the
-    model's own prediction ŷ, no label information) and ``pgd_error`` (L∞ PGD, `PGD_STEPS` steps of
-    2.5ε/`PGD_STEPS`, one random start from ``key``), both judged against the true y.
+    model's own prediction ŷ = ``predictions``, the clean evaluation's, no label information) and
+    ``pgd_error`` (L∞ PGD, `PGD_STEPS` steps of 2.5ε/`PGD_STEPS`, one random start from ``key``),
+    both judged against the true y.
     """
-    xf = jnp.asarray(np.asarray(x, np.float32).reshape(x.shape[0], -1))
-    f, box = im.apply_fn(recipe.module), ((0.0, 1.0) if clip else None)
-    pred = jnp.asarray(itrain.evaluate(recipe.module, variables, x, y).predictions, jnp.int32)
-    x_pred = attacks.fgsm(f, xf, pred, eps=eps, bounds=box, params=variables).x_adv
-    x_pgd = attacks.pgd(f, xf, jnp.asarray(y, jnp.int32), eps=eps, num_steps=PGD_STEPS, bounds=box,
-                        key=key, params=variables).x_adv
+    x_pred, _ = fgsm_examples(recipe, variables, x, predictions, eps, clip=clip)
+    x_pgd = attacks.pgd(im.apply_fn(recipe.module), _flat(x), jnp.asarray(y, jnp.int32), eps=eps,
+                        num_steps=PGD_STEPS, bounds=(0.0, 1.0) if clip else None, key=key,
+                        params=variables).x_adv
     ev = lambda xa: itrain.evaluate(recipe.module, variables, np.asarray(xa).reshape(x.shape), y).error  # noqa: E731
     return {"fgsm_predicted_label_error": ev(x_pred), "pgd_error": ev(x_pgd), "pgd_steps": PGD_STEPS}
 
@@ -409,7 +412,7 @@ def run_adv_training(cfg: GoodfellowAdvTrainingConfig, run_dir: RunDir, *, progr
         row = {"train_seconds": info["train_seconds"]}
         _add_eval(row, "clean_", clean)
         _add_eval(row, "fgsm_", adv)
-        row.update(label_free_robustness(recipe, variables, x, y, cfg.eps, clip=cfg.clip,
+        row.update(label_free_robustness(recipe, variables, x, y, clean.predictions, cfg.eps, clip=cfg.clip,
                                          key=model_key(cfg.seed, f"pgd/{label}")))
         rows[label] = row
         models[label] = (recipe, variables)
