@@ -246,9 +246,10 @@ _BATCH_LOGITS: dict = {}
 
 
 def _batch_logits_for(model):
-    """A stable function object per model, so evaluation compiles once per model."""
+    """A stable function object per model, so evaluation compiles once per model
+    (``models.batch_logits``: CPU-sized row blocks)."""
     if model not in _BATCH_LOGITS:
-        _BATCH_LOGITS[model] = lambda variables, x: model.apply(variables, x, train=False)
+        _BATCH_LOGITS[model] = lambda variables, x: models.batch_logits(model, variables, x)
     return _BATCH_LOGITS[model]
 
 
