@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from attacks._base import AttackResult
-from attacks._pool import PooledAttack, run_pool
+from attacks._pool import TAIL_MIN_SLOTS, PooledAttack, run_pool
 
 
 def _prepare(model, config, ex):
@@ -39,11 +39,13 @@ def double(x):
     return 2.0 * x
 
 
+@pytest.mark.parametrize("tail_min_slots", [2, TAIL_MIN_SLOTS])   # packed tail from 2 slots / the default
 @pytest.mark.parametrize("slots", [1, 3, 7, 100])
-def test_pool_outcomes_in_batch_order(slots):
+def test_pool_outcomes_in_batch_order(slots, tail_min_slots):
     need = np.array([5, 1, 9, 2, 2, 7, 1], np.float32)          # uneven, refills in mid-run
     x = np.stack([need, np.arange(7, dtype=np.float32)], axis=1)
-    res = run_pool(TOY, double, None, None, {"x": jnp.asarray(x)}, slots=slots, max_steps=50)
+    res = run_pool(TOY, double, None, None, {"x": jnp.asarray(x)}, slots=slots, max_steps=50,
+                   tail_min_slots=tail_min_slots)
     np.testing.assert_array_equal(res.num_steps, need.astype(np.int32))
     np.testing.assert_array_equal(res.x_adv, 2.0 * x * need[:, None])   # Σ over its own steps
     assert res.success.all()
@@ -55,3 +57,15 @@ def test_pool_max_steps_caps_each_example():
     res = run_pool(TOY, double, None, None, {"x": jnp.asarray(x)}, slots=2, max_steps=4)
     np.testing.assert_array_equal(res.num_steps, [4, 1, 4, 4])
     np.testing.assert_array_equal(res.success, [False, True, True, False])
+
+
+@pytest.mark.parametrize("slots", [TAIL_MIN_SLOTS - 1, TAIL_MIN_SLOTS, 40])
+def test_pool_with_and_without_the_packed_tail(slots):
+    """Around the one-phase threshold and with the whole batch in flight: the same outcomes."""
+    rng = np.random.default_rng(0)
+    need = rng.integers(1, 30, size=40).astype(np.float32)
+    need[[3, 17]] = 60                                           # two slow examples: a long tail
+    x = np.stack([need, np.arange(40, dtype=np.float32)], axis=1)
+    res = run_pool(TOY, double, None, None, {"x": jnp.asarray(x)}, slots=slots, max_steps=100)
+    np.testing.assert_array_equal(res.num_steps, need.astype(np.int32))
+    np.testing.assert_array_equal(res.x_adv, 2.0 * x * need[:, None])

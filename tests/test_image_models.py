@@ -159,11 +159,12 @@ def test_conv2d_is_nn_conv(size, cin, cout, stride, kernel):
         for a, b in zip(jax.tree.leaves(v_ours), jax.tree.leaves(v_ref)):
             np.testing.assert_array_equal(a, b)  # the same initial values
         v = jax.tree.map(lambda a: a + 0.1, v_ref)  # a nonzero bias too
-        out, out_ref = ours.apply(v, x), ref.apply(v, x)
+        # jitted: one compile per function (op-by-op dispatch compiled every op, ~10 s a case)
+        out, out_ref = jax.jit(ours.apply)(v, x), jax.jit(ref.apply)(v, x)
         assert out.shape == out_ref.shape
         np.testing.assert_allclose(out, out_ref, rtol=0, atol=1e-12)
         loss = lambda m: lambda v, x: jnp.sum(jnp.sin(m.apply(v, x)))  # noqa: E731
-        g, g_ref = jax.grad(loss(ours), (0, 1))(v, x), jax.grad(loss(ref), (0, 1))(v, x)
+        g, g_ref = (jax.jit(jax.grad(loss(m), (0, 1)))(v, x) for m in (ours, ref))
         for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_ref)):
             np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
 
