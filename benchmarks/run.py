@@ -4,7 +4,8 @@
 
 Writes ``DIR/<machine>-<date>.json`` (default ``benchmarks/results``) and ``DIR/latest.md`` and
 prints the markdown table (``--size tiny`` and ``--only`` runs add ``-tiny`` / ``-partial`` to both
-names, so they never replace the full run's). The JSON records the machine, versions, thread counts, the load average
+names, so they never replace the full run's; a second run of the day adds its start time,
+``<machine>-<date>-<HHMMSS>.json``, and keeps the first). The JSON records the machine, versions, thread counts, the load average
 before and after every benchmark, and for every implementation each repeat's time, min and median,
 the compile time apart from the steady state, and the equal-work checks that gate every speed ratio.
 Figures taken while other processes use more than 10% of the CPUs are flagged provisional.
@@ -296,6 +297,8 @@ def main(argv=None) -> int:
     # A partial (--only) run never replaces the day's full results or latest.md.
     suffix = ("" if args.size == "full" else f"-{args.size}") + ("-partial" if args.only else "")
     path = out / f"{doc['machine']['slug']}-{started.date().isoformat()}{suffix}.json"
+    if path.exists():  # a second run of the day never replaces the first: name it by its start time
+        path = out / f"{doc['machine']['slug']}-{started.date().isoformat()}-{started:%H%M%S}{suffix}.json"
     try:  # repository-relative when inside it, so the table does not quote a local path
         doc["json_path"] = str(path.resolve().relative_to(DEFAULT_OUT.parent.parent))
     except ValueError:

@@ -108,25 +108,34 @@ def eval_block(block: int | str | None = "auto") -> int | None:
     return int(block)
 
 
-def map_row_blocks(f: Callable, x: jax.Array, max_rows: int | None):
-    """``f(x)`` computed on blocks of at most ``max_rows`` rows of ``x (B, ...)``, one after another.
+def map_row_blocks(f: Callable, x: jax.Array, max_rows: int | None, *, groups: int | None = None):
+    """``f(x)`` computed on blocks of rows of ``x (B, ...)``, one block after another (``lax.map``).
 
     ``f`` must treat rows independently (``f(x)[i]`` depends on ``x[i]`` only) and return arrays
-    (or a pytree of them) with leading axis ``B``. The rows are split into ``k = ⌈B / max_rows⌉``
-    equal contiguous blocks of ``⌈B / k⌉`` rows (the last padded with zero rows, then dropped), and
-    ``lax.map`` runs ``f`` on each: one compiled shape, at most ``k − 1`` padding rows. With
-    ``max_rows=None`` or ``B <= max_rows`` it is ``f(x)``.
+    (or a pytree of them) with leading axis ``B``. The rows are seen as ``groups`` contiguous
+    groups (default ``jax.device_count()``: the shards of a batch-sharded ``x``), each split into
+    ``k`` contiguous runs of ``r <= max_rows`` rows; block ``j`` is run ``j`` of every group, so a
+    sharded batch stays on its devices and each device evaluates at most ``max_rows`` rows per
+    call. ``x`` is zero-padded to ``groups · k · r`` rows (one compiled shape; the padding rows are
+    dropped). With ``max_rows=None`` or ``B <= groups · max_rows`` it is ``f(x)``.
     """
     B = x.shape[0]
-    if max_rows is None or B <= max_rows:
+    G = jax.device_count() if groups is None else int(groups)
+    if max_rows is None or B <= G * max_rows:
         return f(x)
-    k = -(-B // max_rows)
-    rows = -(-B // k)
-    pad = k * rows - B
+    k = -(-B // (G * max_rows))
+    r = -(-B // (G * k))
+    pad = G * k * r - B
     if pad:
         x = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)])
-    out = jax.lax.map(f, x.reshape(k, rows, *x.shape[1:]))
-    return jax.tree.map(lambda o: o.reshape(k * rows, *o.shape[2:])[:B], out)
+    tail = x.shape[1:]
+    blocks = jnp.swapaxes(x.reshape(G, k, r, *tail), 0, 1)           # (k, G, r, ...)
+
+    def one(xb):
+        return jax.tree.map(lambda o: o.reshape(G, r, *o.shape[1:]), f(xb.reshape(G * r, *tail)))
+
+    out = jax.lax.map(one, blocks)                                   # leaves (k, G, r, ...)
+    return jax.tree.map(lambda o: jnp.swapaxes(o, 0, 1).reshape(G * k * r, *o.shape[3:])[:B], out)
 
 
 def perfect_quadratic_variables(d: int, h: int, R: float = 1.3, *, key: jax.Array,

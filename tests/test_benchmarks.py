@@ -180,6 +180,14 @@ def test_without_torch(tmp_path):
     assert "torch_num_threads" not in doc["threads"]
     assert [b["name"] for b in doc["benchmarks"]] == ["matmul", "error_rate"]
     assert all(r["framework"] != "torch" for b in doc["benchmarks"] for r in b["implementations"].values())
+    # a second run of the day keeps the first file and is named by its start time
+    first = next(tmp_path.glob("*-tiny-partial.json"))
+    proc = _run(tmp_path, "--only", "error_rate", "--no-torch")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    files = sorted(p.name for p in tmp_path.glob("*.json"))
+    assert len(files) == 2 and first.name in files and json.loads(first.read_text()) == doc
+    second = json.loads((tmp_path / next(f for f in files if f != first.name)).read_text())
+    assert [b["name"] for b in second["benchmarks"]] == ["error_rate"]
 
 
 def test_equal_work_helpers_can_fail():

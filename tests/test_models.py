@@ -81,11 +81,16 @@ def test_map_row_blocks_pytree_and_padding():
         calls.append(xb.shape)
         return {"twice": 2 * xb[:, 0], "rows": xb}
 
-    out = map_row_blocks(f, x, 4)  # 3 blocks of 4 rows (2 padding rows), one traced shape
+    out = map_row_blocks(f, x, 4, groups=1)  # 3 blocks of 4 rows (2 padding rows), one traced shape
     assert calls == [(4, 1)]
     np.testing.assert_array_equal(out["twice"], 2 * np.arange(10.0))
     np.testing.assert_array_equal(out["rows"], np.asarray(x))
+    calls.clear()
+    out = map_row_blocks(f, x, 2, groups=2)  # 2 groups of 3 runs of 2 rows: blocks of 4 rows
+    assert calls == [(4, 1)]
+    np.testing.assert_array_equal(out["rows"], np.asarray(x))   # the original row order
     assert map_row_blocks(f, x, None)["rows"].shape == (10, 1)
+    assert map_row_blocks(f, x, 5, groups=2)["rows"].shape == (10, 1)   # fits: one call
 
 
 @pytest.mark.parametrize("bad", [0, -3, 2.5, True, "big"])

@@ -11,12 +11,15 @@ import numpy as np
 SCRIPT = textwrap.dedent("""
     import json, jax, numpy as np
     from spheres import train, evaluate
-    from spheres.models import SphereMLP
+    from spheres.models import SphereMLP, batch_logits
+    from spheres.sharding import batch_sharding, data_mesh
     model = SphereMLP((16, 16))
     state = train.create_train_state(model, train.make_optimizer("adam", 1e-3), 8, key=jax.random.key(0))
     state = train.train(state, train.OnlineData(jax.random.key(1), 16, 8, 1.3), num_steps=60,
                         chunk=20, progress=False)
-    r = evaluate.sphere_error_rate(lambda v, x: model.apply(v, x), train.variables_of(state),
+    # row blocks of <= 100 per device (models.map_row_blocks): 3 blocks of 4 x 84 rows, 8 padding
+    blocked = lambda v, x: batch_logits(model, v, x, block=100)  # noqa: E731
+    r = evaluate.sphere_error_rate(blocked, train.variables_of(state),
                                    key=jax.random.key(2), d=8, radius=1.0, label=0, n=10_000,
                                    chunk=1000, progress=False)
     # the model's function (eval mode) on fixed points; raw parameters are not compared because
@@ -24,8 +27,10 @@ SCRIPT = textwrap.dedent("""
     # into lr-sized, reduction-order-dependent moves that BatchNorm cancels
     x = jax.random.normal(jax.random.key(9), (256, 8))
     logits = model.apply(train.variables_of(state), x)
+    xs = jax.device_put(x, batch_sharding(data_mesh()))
+    gap = jax.jit(lambda v, x: batch_logits(model, v, x, block=16))(train.variables_of(state), xs) - logits
     print(json.dumps({"devices": jax.device_count(), "logits": np.asarray(logits).tolist(),
-                      "errors": r.errors}))
+                      "errors": r.errors, "blocked_gap": float(np.abs(np.asarray(gap)).max())}))
 """)
 
 
@@ -46,6 +51,9 @@ def test_sharded_training_and_eval_match_single_device():
     # the error count on the same 10k points may differ only for points within noise of the boundary
     np.testing.assert_allclose(four["logits"], one["logits"], rtol=1e-3, atol=1e-4)
     assert abs(four["errors"] - one["errors"]) <= 2
+    # blocked evaluation of a batch-sharded x (4 x 16-row blocks per call) = one call, to float32
+    # rounding of GEMMs of another height
+    assert one["blocked_gap"] <= 1e-5 and four["blocked_gap"] <= 1e-5
 
 
 def test_batch_not_divisible_by_devices_is_a_clear_error():
