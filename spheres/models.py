@@ -86,8 +86,8 @@ AUTO_CPU_BLOCK = 2048
 def batch_logits(model: nn.Module, variables, x: jax.Array, *, block: int | str | None = "auto") -> jax.Array:
     """Eval-mode logits for a batch ``x (B, d) -> (B,)``.
 
-    ``block`` bounds the rows of one model call (``map_row_blocks``): ``"auto"`` is at most
-    ``AUTO_CPU_BLOCK = 2048`` rows on CPU and the whole batch elsewhere; ``None`` the whole batch; an
+    ``block`` bounds the rows per device of one model call (``map_row_blocks``): ``"auto"`` is
+    ``AUTO_CPU_BLOCK = 2048`` on CPU and the whole batch elsewhere; ``None`` the whole batch; an
     int that many rows. On CPU, XLA's GEMMs run slower on very tall operands: ``jit(batch_logits)``
     of the 500-1000-1000-1 ReLU net at B = 10,000 ran at 89 GFLOP/s in one call and 126 in five
     blocks of 2,000 (a 2048² matmul: ~125), with bitwise-equal logits (benchmark (1)). Blocking
