@@ -119,6 +119,10 @@ def map_row_blocks(f: Callable, x: jax.Array, max_rows: int | None, *, groups: i
     call. ``x`` is zero-padded to ``groups · k · r`` rows (one compiled shape; the padding rows are
     dropped). With ``max_rows=None`` or ``B <= groups · max_rows`` it is ``f(x)``.
     """
+    if max_rows is not None and (isinstance(max_rows, bool) or int(max_rows) != max_rows or max_rows < 1):
+        raise ValueError(f"max_rows must be a positive int or None, got {max_rows!r}")
+    if groups is not None and (isinstance(groups, bool) or int(groups) != groups or groups < 1):
+        raise ValueError(f"groups must be a positive int or None, got {groups!r}")
     B = x.shape[0]
     G = jax.device_count() if groups is None else int(groups)
     if max_rows is None or B <= G * max_rows:

@@ -159,7 +159,7 @@ def test_conv2d_is_nn_conv(size, cin, cout, stride, kernel):
         for a, b in zip(jax.tree.leaves(v_ours), jax.tree.leaves(v_ref)):
             np.testing.assert_array_equal(a, b)  # the same initial values
         v = jax.tree.map(lambda a: a + 0.1, v_ref)  # a nonzero bias too
-        # jitted: one compile per function (op-by-op dispatch compiled every op, ~10 s a case)
+        # jitted: one compile per function (op-by-op dispatch took about twice as long here)
         out, out_ref = jax.jit(ours.apply)(v, x), jax.jit(ref.apply)(v, x)
         assert out.shape == out_ref.shape
         np.testing.assert_allclose(out, out_ref, rtol=0, atol=1e-12)

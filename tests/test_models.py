@@ -91,6 +91,9 @@ def test_map_row_blocks_pytree_and_padding():
     np.testing.assert_array_equal(out["rows"], np.asarray(x))   # the original row order
     assert map_row_blocks(f, x, None)["rows"].shape == (10, 1)
     assert map_row_blocks(f, x, 5, groups=2)["rows"].shape == (10, 1)   # fits: one call
+    for bad in (dict(max_rows=0), dict(max_rows=2.5), dict(max_rows=3, groups=0)):
+        with pytest.raises(ValueError, match="must be a positive int"):
+            map_row_blocks(f, x, bad.pop("max_rows"), **bad)
 
 
 @pytest.mark.parametrize("bad", [0, -3, 2.5, True, "big"])
