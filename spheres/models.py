@@ -99,13 +99,17 @@ def batch_logits(model: nn.Module, variables, x: jax.Array, *, block: int | str 
 
 def eval_block(block: int | str | None = "auto") -> int | None:
     """Rows per model call for ``block`` (see ``batch_logits``): an int >= 1, or ``None`` for all."""
-    if block == "auto":
+    if isinstance(block, str) and block == "auto":
         return AUTO_CPU_BLOCK if jax.default_backend() == "cpu" else None
-    if block is None:
+    return _positive_int_or_none(block, "block", " or 'auto'")
+
+
+def _positive_int_or_none(value, name: str, alternatives: str = ""):
+    if value is None:
         return None
-    if isinstance(block, bool) or not isinstance(block, (int, np.integer)) or block < 1:
-        raise ValueError(f"block must be a positive int, None or 'auto', got {block!r}")
-    return int(block)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive int, None{alternatives}, got {value!r}")
+    return int(value)
 
 
 def map_row_blocks(f: Callable, x: jax.Array, max_rows: int | None, *, groups: int | None = None):
@@ -119,12 +123,10 @@ def map_row_blocks(f: Callable, x: jax.Array, max_rows: int | None, *, groups: i
     call. ``x`` is zero-padded to ``groups · k · r`` rows (one compiled shape; the padding rows are
     dropped). With ``max_rows=None`` or ``B <= groups · max_rows`` it is ``f(x)``.
     """
-    if max_rows is not None and (isinstance(max_rows, bool) or int(max_rows) != max_rows or max_rows < 1):
-        raise ValueError(f"max_rows must be a positive int or None, got {max_rows!r}")
-    if groups is not None and (isinstance(groups, bool) or int(groups) != groups or groups < 1):
-        raise ValueError(f"groups must be a positive int or None, got {groups!r}")
+    max_rows = _positive_int_or_none(max_rows, "max_rows")
+    groups = _positive_int_or_none(groups, "groups")
     B = x.shape[0]
-    G = jax.device_count() if groups is None else int(groups)
+    G = jax.device_count() if groups is None else groups
     if max_rows is None or B <= G * max_rows:
         return f(x)
     k = -(-B // (G * max_rows))

@@ -17,7 +17,8 @@ SCRIPT = textwrap.dedent("""
     state = train.create_train_state(model, train.make_optimizer("adam", 1e-3), 8, key=jax.random.key(0))
     state = train.train(state, train.OnlineData(jax.random.key(1), 16, 8, 1.3), num_steps=60,
                         chunk=20, progress=False)
-    # row blocks of <= 100 per device (models.map_row_blocks): 3 blocks of 4 x 84 rows, 8 padding
+    # row blocks of <= 100 per device (models.map_row_blocks): on 4 devices 3 blocks of 4 x 84 rows
+    # (8 padding rows), on 1 device 10 blocks of 100
     blocked = lambda v, x: batch_logits(model, v, x, block=100)  # noqa: E731
     r = evaluate.sphere_error_rate(blocked, train.variables_of(state),
                                    key=jax.random.key(2), d=8, radius=1.0, label=0, n=10_000,
