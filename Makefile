@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder --durations=25
 
-.PHONY: run test test-slow bench install clean-venv archive
+.PHONY: run test test-slow test-full-data check-fresh bench install clean-venv archive
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,13 +32,25 @@ test: $(VENV)/.installed-test
 test-slow: $(VENV)/.installed-test
 	JAX_PLATFORMS=cpu $(BIN)/python -m pytest -m slow
 
-# Side-by-side speed benchmarks (issue 8): installs the bench extra (a CPU build of torch 2.13.0;
-# newer torch pulls GBs of CUDA wheels; torchattacks without its deps so torch stays), then runs them
-# all and writes benchmarks/results/<machine>-<date>.json and latest.md. BENCH_ARGS="--size tiny" etc.
-bench: $(VENV)/.installed
-	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet --no-deps torchattacks
+# Side-by-side speed benchmarks: installs the bench extra (PyTorch, jaxopt; see pyproject.toml for
+# the CPU torch pin), runs them all and writes benchmarks/results/<machine>-<date>.json and
+# latest.md. BENCH_ARGS="--size tiny" etc.
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $@ $(VENV)/.installed
+
+bench: $(VENV)/.installed-bench
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+# Optional checks of the full Fashion-MNIST (tests marked full_data; the default suite uses the sample
+# shipped in spheres/sample_data). Needs the data: Debian's dataset-fashion-mnist or SPHERES_DATA=DIR.
+test-full-data: $(VENV)/.installed-test
+	JAX_PLATFORMS=cpu $(BIN)/python -m pytest -m full_data
+
+# What a newcomer sees: clone the committed HEAD into a temporary directory, make a new venv there,
+# run `make run` and `make test`. Uncommitted changes are not included.
+check-fresh:
+	bash tools/check-fresh
 
 # Keep a finished run's record in the repository: everything but checkpoints and arrays over 2 MB
 # goes to docs/runs/<name>/, where `spheres report docs/runs/<name>` and `spheres show` read it.

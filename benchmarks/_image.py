@@ -1,7 +1,8 @@
 """Fashion-MNIST and briefly trained image models for the attack benchmarks (cached per process).
 
-The data come from `spheres.image_data.load_dataset` (Debian's ``dataset-fashion-mnist`` files or
-``$SPHERES_DATA``; no network). Models are trained with the library's own loop
+The data come from `spheres.image_data.load_dataset`: full Fashion-MNIST when it is found
+(``$SPHERES_DATA`` or Debian's ``dataset-fashion-mnist``; no network), else the sample that ships
+with the package (6,000 + 1,000 images); `dataset_label` names the one used. Models are trained with the library's own loop
 (`spheres.image_train.train_model`) for a short, fixed budget: the benchmarks need a model with a
 real decision boundary, not a good one.
 """
@@ -18,8 +19,16 @@ from spheres import image_data, image_models as im, image_train
 
 @functools.lru_cache(maxsize=1)
 def dataset():
-    """Fashion-MNIST, or raises `DatasetNotFoundError` (the caller records the skip)."""
-    return image_data.load_dataset("fashion_mnist", use_tfds=False)
+    """Full Fashion-MNIST if installed, else the shipped sample."""
+    try:
+        return image_data.load_dataset("fashion_mnist", use_tfds=False)
+    except image_data.DatasetNotFoundError:
+        return image_data.load_sample()
+
+
+def dataset_label() -> str:
+    """``fashion_mnist`` or ``fashion_mnist[sample]``: for the benchmark record."""
+    return dataset().label
 
 
 @functools.lru_cache(maxsize=8)

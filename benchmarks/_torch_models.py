@@ -81,3 +81,39 @@ def sample_two_spheres(generator: torch.Generator, n: int, d: int, R: float):
     z = torch.randn(n, d, generator=generator)
     r = torch.where(y == 1, torch.tensor(R), torch.tensor(1.0))
     return r[:, None] * z / z.norm(dim=1, keepdim=True), y
+
+
+def pgd_eager(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, eps: float, alpha: float,
+              steps: int, norm: str, generator: torch.Generator) -> torch.Tensor:
+    """PGD in eager PyTorch, the loop of torchattacks 3.5.1's ``PGD`` (L∞) and ``PGDL2`` (L2):
+    uniform random start (L∞: in the box; L2: direction N(0, I), radius ε·U), ``steps`` gradient
+    steps of the cross-entropy (sign step for L∞, normalised step for L2), projection onto the ε-ball
+    and clipping to [0, 1] after every step; returns the last iterate. Used when torchattacks itself
+    is not installed (it requires torchvision, which the CPU torch build here cannot take)."""
+    loss_fn = nn.CrossEntropyLoss()
+    x = x.clone().detach()
+    b = x.shape[0]
+    if norm == "linf":
+        adv = x + torch.empty_like(x).uniform_(-eps, eps, generator=generator)
+    else:
+        delta = torch.randn(x.shape, generator=generator)
+        n = delta.view(b, -1).norm(p=2, dim=1).view(b, *([1] * (x.dim() - 1)))
+        r = torch.rand((b, *([1] * (x.dim() - 1))), generator=generator)
+        adv = x + delta / n * r * eps
+    adv = torch.clamp(adv, 0, 1).detach()
+    for _ in range(steps):
+        adv.requires_grad_(True)
+        grad = torch.autograd.grad(loss_fn(model(adv), y), adv)[0]
+        with torch.no_grad():
+            if norm == "linf":
+                adv = adv + alpha * grad.sign()
+                adv = x + torch.clamp(adv - x, -eps, eps)
+            else:
+                g = grad.view(b, -1).norm(p=2, dim=1).view(b, *([1] * (x.dim() - 1))) + 1e-10
+                adv = adv + alpha * grad / g
+                d = adv - x
+                dn = d.view(b, -1).norm(p=2, dim=1).view(b, *([1] * (x.dim() - 1)))
+                d = d * torch.clamp(eps / dn, max=1.0)
+                adv = x + d
+            adv = torch.clamp(adv, 0, 1).detach()
+    return adv

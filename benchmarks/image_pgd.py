@@ -5,8 +5,12 @@ same weights. Same test images, same ε, step size, steps, random start and box 
 
 * ``jax-pgd``: ``attacks.pgd`` (per-example, vmapped, jitted; keeps the best iterate);
 * ``jax-plain``: ``jit(fori_loop(grad))`` over the batch, the textbook loop (returns the last iterate);
-* ``torchattacks``: ``torchattacks.PGD`` (L∞) / ``torchattacks.PGDL2`` (L2), as its users call it
-  (the model's parameters have ``requires_grad=False``, so no weight gradients are computed);
+* ``torch-eager``: the same loop as torchattacks' ``PGD`` / ``PGDL2`` written out in eager PyTorch
+  (`benchmarks._torch_models.pgd_eager`; the model's parameters have ``requires_grad=False``, so no
+  weight gradients are computed);
+* ``torchattacks``: ``torchattacks.PGD`` (L∞) / ``torchattacks.PGDL2`` (L2), as its users call it,
+  when torchattacks is importable (it is not in the bench extra: it requires torchvision, which
+  pulls a CUDA build of torch);
 * the matmul FLOP-rate reference in the same rounds.
 
 Work per call: B·steps gradients (4Σ FLOPs each, Σ = Σ in·out). Equal work: same model (logits
@@ -33,7 +37,7 @@ from . import _image
 
 NAME = "image_pgd"
 TITLE = "(4) PGD on an image MLP, L∞ and L2"
-GOAL = ">= 2.5x torchattacks and >= 75% of the matmul FLOP rate"
+GOAL = ">= 2.5x PyTorch eager PGD (torchattacks' loop) and >= 75% of the matmul FLOP rate"
 SIZES = {
     "tiny": dict(widths=(32, 32), n_train=1000, batch=16, steps=3, probe=256, repeats=2,
                  linf=dict(eps=0.1, step_size=0.05), l2=dict(eps=1.0, step_size=0.5)),
@@ -87,10 +91,7 @@ def plain_pgd(model, norm: str, steps: int):
 
 def run(ctx: H.Context) -> dict:
     cfg = SIZES[ctx.size]
-    try:
-        x_np, y_np = _image.test_examples(cfg["batch"])
-    except FileNotFoundError as e:
-        return H.skipped(f"Fashion-MNIST not found: {e}")
+    x_np, y_np = _image.test_examples(cfg["batch"])
     widths, B, K = tuple(cfg["widths"]), cfg["batch"], cfg["steps"]
     model = im.MLP(widths, "relu")
     variables, test_acc = _image.trained(model, cfg["n_train"])
@@ -129,6 +130,14 @@ def run(ctx: H.Context) -> dict:
             impls.append(H.Impl(f"{norm}/jax-plain", "jax", functools.partial(
                 plain, variables, x, y, jax.random.key(8), eps, alpha), grads, "gradients",
                 per_grad * grads, work=work, note="jit(fori_loop(grad)), last iterate"))
+        if tmodel is not None:
+            from . import _torch_models as TM
+
+            gen = ctx.torch.Generator().manual_seed(0)
+            impls.append(H.Impl(f"{norm}/torch-eager", "torch", functools.partial(
+                TM.pgd_eager, tmodel, tx, ty, eps=eps, alpha=alpha, steps=K, norm=norm, generator=gen),
+                grads, "gradients", per_grad * grads, work={**work, "params": int(sum(
+                    p.numel() for p in tmodel.parameters()))}, note="torchattacks' loop, eager"))
         if ctx.torchattacks is not None:
             ta = ctx.torchattacks
             atk = (ta.PGD(tmodel, eps=eps, alpha=alpha, steps=K, random_start=True) if norm == "linf"
@@ -143,7 +152,8 @@ def run(ctx: H.Context) -> dict:
     ctx.torch is not None and ctx.torch.manual_seed(0)
     records, outputs = H.measure(impls, cfg["repeats"])
 
-    comps, fracs, extra = [], [], {"test_accuracy_2000": test_acc, "flops_per_gradient": per_grad}
+    comps, fracs, extra = [], [], {"dataset": _image.dataset_label(), "test_accuracy_2000": test_acc,
+                                   "flops_per_gradient": per_grad}
     xla = f"xla-matmul-{cfg['probe']}"
     for norm in ("linf", "l2"):
         names = [k for k in records if k.startswith(norm + "/")]
@@ -157,20 +167,22 @@ def run(ctx: H.Context) -> dict:
         if f"{norm}/jax-plain" in outputs:
             _, s, dd = outputs[f"{norm}/jax-plain"]
             succ[f"{norm}/jax-plain"], dist[f"{norm}/jax-plain"] = np.asarray(s), np.asarray(dd)
-        if f"{norm}/torchattacks" in outputs:
-            xa = outputs[f"{norm}/torchattacks"]
+        for impl in (f"{norm}/torch-eager", f"{norm}/torchattacks"):
+            if impl not in outputs:
+                continue
+            xa = outputs[impl]
             with ctx.torch.no_grad():
                 pred = tmodel(xa).argmax(1).numpy()
             delta = (xa - tx).reshape(B, -1).numpy()
-            succ[f"{norm}/torchattacks"] = pred != y_np
-            dist[f"{norm}/torchattacks"] = (np.abs(delta).max(1) if norm == "linf"
-                                            else np.linalg.norm(delta, axis=1))
+            succ[impl] = pred != y_np
+            dist[impl] = np.abs(delta).max(1) if norm == "linf" else np.linalg.norm(delta, axis=1)
         eq.rate_within_noise(f"{norm}: success rate", succ)
         eq.mean_within_noise(f"{norm}: mean distance ({norm})", dist, rtol=0.02)
         extra[f"{norm}_success_rate"] = {k: float(v.mean()) for k, v in succ.items()}
         extra[f"{norm}_mean_distance"] = {k: float(v.mean()) for k, v in dist.items()}
-        comps.append(H.compare(records, eq, f"{norm}/jax-pgd", f"{norm}/torchattacks", goal=2.5, scope=norm))
-        comps.append(H.compare(records, eq, f"{norm}/jax-plain", f"{norm}/torchattacks", scope=norm))
+        comps.append(H.compare(records, eq, f"{norm}/jax-pgd", f"{norm}/torch-eager", goal=2.5, scope=norm))
+        comps.append(H.compare(records, eq, f"{norm}/jax-pgd", f"{norm}/torchattacks", scope=norm))
+        comps.append(H.compare(records, eq, f"{norm}/jax-plain", f"{norm}/torch-eager", scope=norm))
         comps.append(H.compare(records, eq, f"{norm}/jax-pgd", f"{norm}/jax-plain",
                                what=f"{norm}: library vs plain JAX", scope=norm))
         fracs.append(H.flop_fraction(records, f"{norm}/jax-pgd", xla, goal=0.75))

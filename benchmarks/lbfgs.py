@@ -164,10 +164,7 @@ def run(ctx: H.Context) -> dict:
     cfg = SIZES[ctx.size]
     batches = tuple(cfg["batches"])
     nmax = max(batches)
-    try:
-        x_np, y_np = _image.test_examples(nmax)
-    except FileNotFoundError as e:
-        return H.skipped(f"Fashion-MNIST not found: {e}")
+    x_np, y_np = _image.test_examples(nmax)
     t_np = ((y_np + 1) % 10).astype(np.int32)
     # Flattened (B, 784), the vector SciPy's and jaxopt's solvers take; attacks.lbfgs accepts
     # (B, 28, 28) images too (tests/test_attacks_lbfgs.py), and the models flatten their input.
@@ -179,7 +176,8 @@ def run(ctx: H.Context) -> dict:
     except ImportError as e:
         have_jaxopt, jaxopt_reason = False, f"jaxopt not importable ({e}); it is optional"
 
-    impls, skipped, extra = [], [], {"settings": lb, "targets": "(label + 1) mod 10"}
+    impls, skipped, extra = [], [], {"dataset": _image.dataset_label(), "settings": lb,
+                                     "targets": "(label + 1) mod 10"}
     scipy_results = {}
     eq = H.EqualWork()
     for name in cfg["models"]:

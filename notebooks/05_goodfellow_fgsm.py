@@ -36,8 +36,8 @@
 
 # %% tags=["parameters"]
 SIZE = "small"   # "small": 2000 images, 4 epochs, maxout 100 units (about a minute); "full": all 60k images, 100 epochs, maxout 240 (hours on CPU)
-DATASET = "fashion_mnist"
-DATA_DIR = None   # None: Debian's /usr/share/datasets/fashion-mnist or $SPHERES_DATA
+DATASET = "fashion_mnist_sample"   # the sample shipped with the package; "fashion_mnist" or "mnist": the full set
+DATA_DIR = None   # full sets: None = $SPHERES_DATA, then Debian's /usr/share/datasets/fashion-mnist
 OUT_DIR = "../runs/notebooks/05_goodfellow_fgsm"
 SEED = 0
 
@@ -58,7 +58,7 @@ from spheres import image_train as itrain
 from spheres.experiments import goodfellow, szegedy
 
 SIZES = {
-    "small": dict(n_train=2000, n_test=500, n_binary_train=2000, n_binary_test=500, epochs=4, batch=50,
+    "small": dict(n_train=2000, n_test=500, n_binary_train=1000, n_binary_test=200, epochs=4, batch=50,
                   lr=3e-3, maxout_units=100, n_min_eps=200),
     "full": dict(n_train=None, n_test=None, n_binary_train=None, n_binary_test=None, epochs=100, batch=100,
                  lr=1e-3, maxout_units=240, n_min_eps=2000),

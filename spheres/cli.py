@@ -1,6 +1,7 @@
 """``spheres``: list, run and show experiments (thin: parse, validate, call the library).
 
     spheres list
+    spheres describe EXPERIMENT
     spheres run EXPERIMENT [--preset P] [--out DIR] [--seed N] [--set key=value ...] [--force]
     spheres show DIR
     spheres report DIR... [--out FILE]
@@ -23,27 +24,79 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"spheres: error: {message}\n")
 
 
+def _presets_epilog() -> str:
+    """``--preset`` choices per experiment, for ``spheres run --help``."""
+    from . import experiments
+
+    lines = ["presets by experiment (cost in `spheres list`, config keys in `spheres describe EXP`):"]
+    for name in experiments.names():
+        lines.append(f"  {name:<34} {' | '.join(experiments.get(name).config_cls.PRESETS)}")
+    return "\n".join(lines)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="spheres", description="The geometry of adversarial examples: experiments.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("list", help="list experiments, presets and rough cost")
-    r = sub.add_parser("run", help="run an experiment (resumes if DIR holds the same run)")
-    r.add_argument("experiment")
-    r.add_argument("--preset", default="quick")
-    r.add_argument("--out", type=Path, default=None, help="run directory (default runs/EXP-PRESET-sSEED)")
-    r.add_argument("--seed", type=int, default=None)
-    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    d = sub.add_parser("describe", help="an experiment's config keys: type and value in every preset")
+    d.add_argument("experiment")
+    r = sub.add_parser("run", help="run an experiment (resumes if DIR holds the same run)",
+                       epilog=_presets_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    r.add_argument("experiment", help="experiment name (`spheres list`)")
+    r.add_argument("--preset", default="quick", metavar="P",
+                   help="scale of the run (default quick; the choices of each experiment are below)")
+    r.add_argument("--out", type=Path, default=None, metavar="DIR",
+                   help="run directory (default runs/EXP-PRESET-sSEED); rerunning resumes it")
+    r.add_argument("--seed", type=int, default=None, metavar="N",
+                   help="root seed of every random stream of the run (default: the preset's, 0)")
+    r.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one config key (repeatable); `spheres describe EXP` lists the keys, "
+                        "their types and their values in each preset")
     r.add_argument("--data-dir", type=Path, default=None, metavar="DIR",
-                   help="image experiments: directory with the IDX files (same as --set data_dir=DIR; "
-                        "default $SPHERES_DATA, then Debian's dataset-fashion-mnist, then tfds)")
+                   help="image experiments: read the full data set's IDX files from DIR (same as --set "
+                        "data_dir=DIR; quick presets otherwise use the shipped Fashion-MNIST sample, "
+                        "other presets $SPHERES_DATA, then Debian's dataset-fashion-mnist, then tfds)")
     r.add_argument("--force", action="store_true", help="replace a different run in --out")
-    r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
     s = sub.add_parser("show", help="print a run directory's config and result table")
     s.add_argument("run_dir", type=Path)
     rp = sub.add_parser("report", help="paper-vs-ours Markdown report from run directories")
     rp.add_argument("run_dirs", type=Path, nargs="+")
     rp.add_argument("--out", type=Path, default=None, help="write the report here (default: stdout)")
     return p
+
+
+def _type_name(typ) -> str:
+    import typing
+
+    if typing.get_origin(typ) is typing.Literal:
+        return " | ".join(map(str, typing.get_args(typ)))
+    return getattr(typ, "__name__", str(typ)).replace("typing.", "")
+
+
+def _cmd_describe(args) -> int:
+    import typing
+
+    from . import experiments
+
+    exp = experiments.get(args.experiment)
+    cls = exp.config_cls
+    hints = typing.get_type_hints(cls)
+    presets = {name: cls.preset(name) for name in cls.PRESETS}
+    print(f"{exp.name}: {exp.description}\n")
+    for name in presets:
+        print(f"  --preset {name:<8} {cls.COST.get(name, '')}")
+    rows = [("key", "type", *presets)]
+    for f in dataclasses.fields(cls):
+        rows.append((f.name, _type_name(hints.get(f.name, f.type)),
+                     *(json.dumps(getattr(c, f.name)) for c in presets.values())))
+    widths = [min(max(len(r[i]) for r in rows), 40) for i in range(len(rows[0]))]
+    print()
+    for row in rows:
+        print("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip())
+    print(f"\nset a key with --set KEY=VALUE, e.g. spheres run {exp.name} --set "
+          f"{dataclasses.fields(cls)[0].name}=...")
+    return 0
 
 
 def _cmd_list() -> int:
@@ -110,6 +163,10 @@ def _cmd_run(args) -> int:
             raise ConfigError(f"{args.experiment} reads no image data; --data-dir applies to the "
                               f"szegedy-* and goodfellow-* experiments")
         overrides.append(f"data_dir={args.data_dir}")
+        # the quick presets read the shipped sample; a data directory means the full data set
+        if (exp.config_cls.preset(args.preset).dataset == "fashion_mnist_sample"
+                and not any(o.startswith("dataset=") for o in overrides)):
+            overrides.append("dataset=fashion_mnist")
     cfg = experiments.make_config(args.experiment, args.preset, overrides, args.seed)
     out = args.out or Path("runs") / f"{args.experiment}-{args.preset}-s{cfg.seed}"
     print(f"spheres: {args.experiment} --preset {args.preset} -> {out}", file=sys.stderr)
@@ -161,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "list":
             return _cmd_list()
+        if args.command == "describe":
+            return _cmd_describe(args)
         if args.command == "run":
             return _cmd_run(args)
         if args.command == "report":

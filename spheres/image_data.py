@@ -5,7 +5,13 @@ shape ``(N, 28, 28)``) and int32 labels in 0..9. Every dataset carries its ``nam
 ``"fashion_mnist"``), the ``source`` it was read from and, for subsets, a ``subset`` tag, so every
 result can say which data it came from.
 
-Where the files are looked for, in order:
+``fashion_mnist_sample`` is a class-balanced sample of Fashion-MNIST that ships with the package
+(6,000 training and 1,000 test images; ``spheres/sample_data/fashion_mnist/README.md`` says how it
+was drawn). It is read with the same IDX loader from `SAMPLE_DIR`, is labelled
+``fashion_mnist[sample]``, and is what the quick presets and the test suite use, so they need no
+data set installed and give the same numbers on every machine.
+
+Where the files of ``mnist`` and ``fashion_mnist`` are looked for, in order:
 
 1. ``data_dir`` (the experiments' ``--set data_dir=DIR``), else the environment variable
    ``SPHERES_DATA``. In that directory the four files may sit directly
@@ -24,7 +30,7 @@ the file and the problem.
 
 Example::
 
-    ds = load_dataset("fashion_mnist")          # Debian's files on this machine
+    ds = load_dataset("fashion_mnist_sample")   # the sample shipped with the package
     p1, p2 = split_p1_p2(ds, jax.random.key(0))  # two disjoint halves of the training set
 """
 
@@ -39,10 +45,12 @@ from pathlib import Path
 import jax
 import numpy as np
 
-DATASETS = ("mnist", "fashion_mnist")
+DATASETS = ("mnist", "fashion_mnist", "fashion_mnist_sample")
+SAMPLE = "fashion_mnist_sample"
 NUM_CLASSES = 10
 IMAGE_SHAPE = (28, 28)
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+SAMPLE_DIR = Path(__file__).resolve().parent / "sample_data" / "fashion_mnist"
 ENV_VAR = "SPHERES_DATA"
 
 IMAGES_MAGIC = 0x00000803   # unsigned byte, 3 dimensions
@@ -266,7 +274,8 @@ def _how_to_get(name: str, looked: list[str]) -> str:
                  "into a directory and pass --set data_dir=DIR (or set SPHERES_DATA=DIR)",
         "fashion_mnist": "install Debian's package (`apt-get install dataset-fashion-mnist`), or put "
                          "the four Fashion-MNIST IDX files in a directory and pass --set data_dir=DIR "
-                         "(or set SPHERES_DATA=DIR)",
+                         "(or set SPHERES_DATA=DIR); the quick presets use the shipped sample "
+                         "(dataset fashion_mnist_sample) and need neither",
     }[name]
     return (f"dataset {name!r} not found (looked in: {where}). To get it: {hint}; or "
             f"`pip install 'adversarial-spheres[tfds]'` to load it through tensorflow-datasets "
@@ -282,6 +291,11 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *, use_tfds: boo
     """
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if name == SAMPLE:
+        if data_dir not in (None, ""):
+            raise ValueError(f"{SAMPLE} ships with the package and reads no data_dir; for the full "
+                             f"data set in {data_dir} use dataset fashion_mnist")
+        return load_sample()
     looked = []
     explicit = data_dir if data_dir not in (None, "") else os.environ.get(ENV_VAR) or None
     if explicit is not None:
@@ -311,6 +325,15 @@ def load_dataset(name: str, data_dir: str | Path | None = None, *, use_tfds: boo
             except Exception as e:  # network or download failures: say so, with the data hint
                 looked.append(f"tensorflow-datasets (failed: {type(e).__name__}: {e})")
     raise DatasetNotFoundError(_how_to_get(name, looked))
+
+
+def load_sample() -> ImageDataset:
+    """The Fashion-MNIST sample shipped in `SAMPLE_DIR` (6,000 + 1,000 images, 600 / 100 per class),
+    name ``fashion_mnist``, subset ``sample``."""
+    if _idx_dir_for("fashion_mnist", SAMPLE_DIR) is None:
+        raise DatasetNotFoundError(f"the Fashion-MNIST sample is missing from {SAMPLE_DIR}; reinstall "
+                                   f"the package (it ships the four IDX files there)")
+    return load_idx_dir("fashion_mnist", SAMPLE_DIR).replace(subset="sample")
 
 
 # ----------------------------------------------------------------------------------- subsets

@@ -132,3 +132,24 @@ def test_compile_cache_location(monkeypatch, tmp_path):
     monkeypatch.delenv("SPHERES_COMPILE_CACHE")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
     assert compile_cache_dir() == tmp_path / "xdg" / "spheres" / "jax-compile"
+
+
+def test_run_help_documents_every_option_and_presets(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["run", "--help"])
+    assert e.value.code == 0
+    out = capsys.readouterr().out
+    for opt in ("--preset", "--out", "--seed", "--set", "--data-dir", "--force", "--no-progress"):
+        assert opt in out
+    assert "spheres describe" in out
+    assert "sphere-quadratic" in out and "quick | medium | paper" in out
+
+
+def test_describe_lists_config_keys_with_types_and_preset_values(capsys):
+    assert main(["describe", "sphere-quadratic"]) == 0
+    out = capsys.readouterr().out
+    lines = {ln.split()[0]: ln for ln in out.splitlines() if ln.startswith("  ") and ln.split()}
+    assert "key" in lines and "quick" in lines["key"] and "paper" in lines["key"]
+    assert "int" in lines["d"] and " 50 " in lines["d"] + " " and "500" in lines["d"]
+    assert "float" in lines["lr"]
+    assert main(["describe", "no-such-experiment"]) == 2

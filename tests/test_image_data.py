@@ -8,10 +8,7 @@ import pytest
 
 from spheres import image_data as idata
 
-DEBIAN = idata.DEBIAN_FASHION_MNIST
-needs_fashion = pytest.mark.skipif(
-    not (DEBIAN / "train-images-idx3-ubyte.gz").exists(),
-    reason=f"Debian's dataset-fashion-mnist is not installed ({DEBIAN} missing): apt-get install dataset-fashion-mnist")
+SAMPLE = idata.SAMPLE_DIR
 
 
 def write_dataset(directory, n_train=40, n_test=20, *, gz=True, seed=0):
@@ -157,22 +154,83 @@ def test_take_and_binary_subset():
         idata.take(ds, 300)
 
 
-@needs_fashion
-def test_debian_fashion_mnist(monkeypatch):
+def test_shipped_sample_is_real_balanced_fashion_mnist(monkeypatch):
+    """The sample reads through the same loader as --data-dir: 6,000 + 1,000 images, 600 / 100 per
+    class, uint8 pixels scaled to [0, 1], licence and provenance beside the files."""
+    monkeypatch.setenv(idata.ENV_VAR, "/nonexistent")      # the sample never looks at the environment
+    ds = idata.load_dataset(idata.SAMPLE)
+    assert ds.name == "fashion_mnist" and ds.subset == "sample" and ds.label == "fashion_mnist[sample]"
+    assert ds.source == str(SAMPLE)
+    assert ds.x_train.shape == (6000, 28, 28) and ds.x_test.shape == (1000, 28, 28)
+    assert ds.x_train.dtype == np.float32 and ds.y_train.dtype == np.int32
+    assert ds.x_train.min() == 0.0 and ds.x_train.max() == 1.0
+    np.testing.assert_array_equal(np.bincount(ds.y_train), np.full(10, 600))
+    np.testing.assert_array_equal(np.bincount(ds.y_test), np.full(10, 100))
+    # pixels are k/255 exactly (the IDX bytes, scaled), and images are real (not blank or noise):
+    # Fashion-MNIST has a black background: 81% of the top row's pixels are 0 (uniform noise: 0.4%)
+    np.testing.assert_array_equal(np.round(ds.x_train * 255) / 255, ds.x_train)
+    assert (ds.x_train[:, 0, :] == 0).mean() > 0.7
+    assert "MIT" in (SAMPLE / "LICENSE").read_text() and "Zalando" in (SAMPLE / "LICENSE").read_text()
+    assert "default_rng(20261206)" in (SAMPLE / "README.md").read_text()
+    # the same files through --data-dir give the same arrays
+    again = idata.load_dataset("fashion_mnist", SAMPLE)
+    np.testing.assert_array_equal(again.x_train, ds.x_train)
+    with pytest.raises(ValueError, match="reads no data_dir"):
+        idata.load_dataset(idata.SAMPLE, "/some/dir")
+
+
+@pytest.mark.parametrize("damage", ["bad_magic", "truncated"])
+def test_corrupt_copy_of_the_sample_gives_a_clear_error(tmp_path, damage):
+    import shutil
+
+    d = tmp_path / "fashion_mnist"
+    shutil.copytree(SAMPLE, d)
+    p = d / "t10k-images-idx3-ubyte.gz"
+    raw = gzip.decompress(p.read_bytes())
+    if damage == "bad_magic":
+        p.write_bytes(gzip.compress(b"\x00\x00\x08\x01" + raw[4:]))
+        match = "t10k-images-idx3-ubyte.gz.*magic number 0x00000801, expected 0x00000803"
+    else:
+        p.write_bytes(gzip.compress(raw[:-784 * 3]))
+        match = "t10k-images-idx3-ubyte.gz.*truncated or corrupt"
+    with pytest.raises(idata.IDXError, match=match):
+        idata.load_dataset("fashion_mnist", tmp_path)
+
+
+def test_debian_location_is_found(monkeypatch, tmp_path):
+    """With no data_dir and no $SPHERES_DATA, fashion_mnist is read from Debian's install location
+    (here a copy of the sample put where the package would be)."""
+    import shutil
+
+    debian = tmp_path / "usr-share-datasets-fashion-mnist"
+    shutil.copytree(SAMPLE, debian, ignore=shutil.ignore_patterns("*.md", "LICENSE"))
     monkeypatch.delenv(idata.ENV_VAR, raising=False)
-    ds = idata.load_dataset("fashion_mnist")
-    assert ds.name == "fashion_mnist" and ds.source == str(DEBIAN)
+    monkeypatch.setattr(idata, "DEBIAN_FASHION_MNIST", debian)
+    assert idata.debian_fashion_mnist_installed()
+    ds = idata.load_dataset("fashion_mnist", use_tfds=False)
+    assert ds.name == "fashion_mnist" and ds.source == str(debian) and ds.subset == ""
+    assert ds.x_train.shape == (6000, 28, 28)
+    p1, p2 = idata.split_p1_p2(ds, jax.random.key(0), size=3000)
+    assert p1.x_train.shape == p2.x_train.shape == (3000, 28, 28)
+
+
+@pytest.mark.full_data
+def test_full_fashion_mnist(monkeypatch):
+    """The full data set where `load_dataset` finds it ($SPHERES_DATA or Debian's package): 60,000 +
+    10,000 images, 6,000 / 1,000 per class. Deselected by default; `make test-full-data` runs it and
+    it fails (does not skip) when the data is not there."""
+    ds = idata.load_dataset("fashion_mnist", use_tfds=False)
+    assert ds.name == "fashion_mnist"
     assert ds.x_train.shape == (60_000, 28, 28) and ds.x_test.shape == (10_000, 28, 28)
     assert ds.x_train.dtype == np.float32 and ds.x_train.min() == 0.0 and ds.x_train.max() == 1.0
     np.testing.assert_array_equal(np.bincount(ds.y_train), np.full(10, 6000))
     np.testing.assert_array_equal(np.bincount(ds.y_test), np.full(10, 1000))
     p1, p2 = idata.split_p1_p2(ds, jax.random.key(0))
     assert p1.x_train.shape == p2.x_train.shape == (30_000, 28, 28)
-    assert ds.describe()["train_size"] == 60_000
 
 
 def test_tfds_path_with_mock_data(monkeypatch):
-    tfds = pytest.importorskip("tensorflow_datasets")
+    tfds = pytest.importorskip("tensorflow_datasets", reason="the tfds extra is missing: pip install -e '.[test]'")
     monkeypatch.delenv(idata.ENV_VAR, raising=False)
     with tfds.testing.mock_data(num_examples=12):
         ds = idata.load_dataset("mnist")

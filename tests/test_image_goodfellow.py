@@ -14,8 +14,6 @@ from spheres.results import RunDirConflict
 GOODFELLOW = ["goodfellow-fgsm", "goodfellow-logistic", "goodfellow-adversarial-training",
               "goodfellow-agreement", "goodfellow-rubbish"]
 
-pytestmark = pytest.mark.skipif(not idata.debian_fashion_mnist_installed(),
-                                reason="quick presets read Debian's dataset-fashion-mnist, not installed")
 
 
 @pytest.mark.parametrize("name", GOODFELLOW)

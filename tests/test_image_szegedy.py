@@ -17,8 +17,6 @@ GOODFELLOW = ["goodfellow-fgsm", "goodfellow-logistic", "goodfellow-adversarial-
               "goodfellow-agreement", "goodfellow-rubbish"]
 IMAGE_EXPERIMENTS = SZEGEDY + GOODFELLOW
 
-pytestmark = pytest.mark.skipif(not idata.debian_fashion_mnist_installed(),
-                                reason="quick presets read Debian's dataset-fashion-mnist, not installed")
 
 
 def test_all_registered_with_quick_and_full_presets():

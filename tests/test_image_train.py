@@ -13,16 +13,9 @@ from spheres import image_data as idata, image_models as im, image_train as itra
 from spheres.results import RunDir
 from spheres.train import NonFiniteError
 
-needs_fashion = pytest.mark.skipif(
-    not idata.debian_fashion_mnist_installed(),
-    reason="Debian's dataset-fashion-mnist is not installed (/usr/share/datasets/fashion-mnist)")
-
-
 @pytest.fixture(scope="module")
 def fashion():
-    if not idata.debian_fashion_mnist_installed():
-        pytest.skip("Debian's dataset-fashion-mnist is not installed (/usr/share/datasets/fashion-mnist)")
-    return idata.take(idata.load_dataset("fashion_mnist", idata.DEBIAN_FASHION_MNIST), 4000, 1000)
+    return idata.take(idata.load_dataset(idata.SAMPLE), 4000, 1000)
 
 
 def tiny(n=200, seed=0):
@@ -34,7 +27,6 @@ def tiny(n=200, seed=0):
     return x.astype(np.float32), y
 
 
-@needs_fashion
 def test_fc10_learns_fashion_and_fgsm_breaks_it(fashion):
     """FC10(1e-4), 3 epochs on 4000 Fashion-MNIST images: test error < 25% (measured ~19%).
     FGSM at ε = 0.25 (clipped to [0, 1]) raises the error above 90% (measured ~100%), with the

@@ -30,8 +30,6 @@ pytest.importorskip("ipykernel", reason="ipykernel is needed to execute the note
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
 NOTEBOOKS = ("01_spheres_tour", "02_quadratic_ellipsoid", "03_error_vs_distance",
              "04_szegedy_lbfgs", "05_goodfellow_fgsm")
-FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
-NEEDS_FASHION_MNIST = {"04_szegedy_lbfgs", "05_goodfellow_fgsm"}
 CELL_TIMEOUT = 600  # seconds per cell; the small sizes take well under a minute per notebook
 
 
@@ -77,12 +75,6 @@ def run_notebook(name: str, out_dir: Path, **params) -> dict:
     summary = out_dir / "summary.json"
     assert summary.exists(), f"{name} did not write {summary}"
     return json.loads(summary.read_text())
-
-
-def needs_data(name: str):
-    if name in NEEDS_FASHION_MNIST and not (FASHION_MNIST / "train-images-idx3-ubyte.gz").exists():
-        pytest.skip(f"{name} needs Fashion-MNIST at {FASHION_MNIST} "
-                    f"(Debian: apt-get install dataset-fashion-mnist)")
 
 
 # ------------------------------------------------------------------------------------------ pairing
@@ -168,7 +160,6 @@ def test_03_error_vs_distance(kernel_env, tmp_path):
 
 
 def test_04_szegedy_lbfgs(kernel_env, tmp_path):
-    needs_data("04_szegedy_lbfgs")
     s = run_notebook("04_szegedy_lbfgs", tmp_path)
     attacked = [n for n, m in s["models"].items() if "attack_success_rate" in m]
     assert attacked
@@ -192,7 +183,6 @@ def test_04_szegedy_lbfgs(kernel_env, tmp_path):
 
 
 def test_05_goodfellow_fgsm(kernel_env, tmp_path):
-    needs_data("05_goodfellow_fgsm")
     s = run_notebook("05_goodfellow_fgsm", tmp_path)
     lr = s["logreg"]
     # FGSM on logistic regression moves every logit by exactly eps * ||w||_1 (float32: relative 1e-4)

@@ -91,7 +91,7 @@ class GoodfellowConfig(ImageConfig):
                 f"n_eval must be between 0 (all) and n_test (got {self.n_eval})")
 
 
-_QUICK = dict(preset_name="quick", n_train=4000, n_test=1000, epochs=4, batch=50, lr=3e-3, maxout_units=100)
+_QUICK = dict(preset_name="quick", dataset=idata.SAMPLE, n_train=4000, n_test=1000, epochs=4, batch=50, lr=3e-3, maxout_units=100)
 _FULL = dict(preset_name="full", epochs=100, batch=100, lr=1e-3, maxout_units=240, ckpt_every=5)
 
 
@@ -254,7 +254,7 @@ class GoodfellowLogisticConfig(GoodfellowConfig):
     l1: float = 0.0025
 
     PRESETS: typing.ClassVar = {
-        "quick": dict(preset_name="quick", n_train=6000, n_test=2000, epochs=5, batch=50, lr=3e-3),
+        "quick": dict(preset_name="quick", dataset=idata.SAMPLE, n_train=6000, n_test=1000, epochs=5, batch=50, lr=3e-3),
         "full": dict(preset_name="full", epochs=100, batch=100, lr=1e-3, ckpt_every=10),
     }
     COST: typing.ClassVar = {"quick": "~15 s CPU", "full": "~20 s on one CPU core (measured 16 s)"}

@@ -59,7 +59,7 @@ class ImageConfig(Config):
     """Fields every image experiment has. ``n_train``/``n_test``: the first examples of each split
     (``0`` = all). ``preset_name`` records which preset the config came from (for the report)."""
 
-    dataset: Literal["mnist", "fashion_mnist"] = "fashion_mnist"
+    dataset: Literal["mnist", "fashion_mnist", "fashion_mnist_sample"] = "fashion_mnist"
     data_dir: str | None = None
     n_train: int = 0
     n_test: int = 0
@@ -337,7 +337,7 @@ class SzegedyTable1Config(ImageConfig):
     noise_sigmas: tuple[float, ...] = (0.1, 0.3)
 
     PRESETS: typing.ClassVar = {
-        "quick": dict(preset_name="quick", batch=50, lr=3e-3, n_train=4000, n_test=1000, epochs=4, pretrain_epochs=3,
+        "quick": dict(preset_name="quick", dataset=idata.SAMPLE, batch=50, lr=3e-3, n_train=4000, n_test=1000, epochs=4, pretrain_epochs=3,
                       n_attack=32, c_rounds=5, lbfgs_maxiter=40, attack_chunk=32),
         "full": dict(preset_name="full", epochs=50, pretrain_epochs=50, n_attack=1000, c_rounds=10,
                      lbfgs_maxiter=200, attack_chunk=100, ckpt_every=5),
@@ -537,7 +537,7 @@ class SzegedyCrossTrainingConfig(ImageConfig):
     noise_sigma: float = 0.1
 
     PRESETS: typing.ClassVar = {
-        "quick": dict(preset_name="quick", batch=50, lr=3e-3, p_size=2000, n_test=1000, epochs=4, n_attack=32, c_rounds=5,
+        "quick": dict(preset_name="quick", dataset=idata.SAMPLE, batch=50, lr=3e-3, p_size=2000, n_test=1000, epochs=4, n_attack=32, c_rounds=5,
                       lbfgs_maxiter=40, attack_chunk=32),
         "full": dict(preset_name="full", p_size=30_000, epochs=50, n_attack=1000, c_rounds=10,
                      lbfgs_maxiter=200, attack_chunk=100, ckpt_every=5),
@@ -663,7 +663,7 @@ class SzegedySpectralConfig(ImageConfig):
     conv_channels: tuple[int, ...] = (16, 32)
 
     PRESETS: typing.ClassVar = {
-        "quick": dict(preset_name="quick", batch=50, lr=3e-3, n_train=3000, n_test=500, epochs=3,
+        "quick": dict(preset_name="quick", dataset=idata.SAMPLE, batch=50, lr=3e-3, n_train=3000, n_test=500, epochs=3,
                       pretrain_epochs=2, n_probe=64, power_iters=20, conv_channels=(8, 16)),
         "full": dict(preset_name="full", epochs=50, pretrain_epochs=50, n_probe=1000, power_iters=50,
                      ckpt_every=5),
@@ -830,7 +830,7 @@ class SzegedyUnitsConfig(ImageConfig):
     conv_channels: tuple[int, ...] = (16, 32)
 
     PRESETS: typing.ClassVar = {
-        "quick": dict(preset_name="quick", batch=50, lr=3e-3, n_train=3000, n_test=1000, epochs=3, n_directions=4, top_k=8,
+        "quick": dict(preset_name="quick", dataset=idata.SAMPLE, batch=50, lr=3e-3, n_train=3000, n_test=1000, epochs=3, n_directions=4, top_k=8,
                       n_search=1000, conv_channels=(8, 16)),
         "full": dict(preset_name="full", epochs=20, n_directions=8, top_k=8, n_search=10_000, ckpt_every=5),
     }
@@ -932,7 +932,7 @@ class SzegedyAdvTrainingConfig(ImageConfig):
     attack_chunk: int = 100
 
     PRESETS: typing.ClassVar = {
-        "quick": dict(preset_name="quick", batch=50, lr=3e-3, n_train=3000, n_test=1000, epochs=4, pool_size=64, refresh_every=2,
+        "quick": dict(preset_name="quick", dataset=idata.SAMPLE, batch=50, lr=3e-3, n_train=3000, n_test=1000, epochs=4, pool_size=64, refresh_every=2,
                       n_attack=16, c_rounds=4, lbfgs_maxiter=30, attack_chunk=16, ckpt_every=2),
         "full": dict(preset_name="full", epochs=50, pool_size=10_000, refresh_every=5, n_attack=1000,
                      c_rounds=8, lbfgs_maxiter=100, attack_chunk=100, ckpt_every=5),
