@@ -3,9 +3,9 @@
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
-PYTEST_ARGS ?= -n 2 --dist loadfile --no-loadscope-reorder --durations=25
+PYTEST_ARGS ?= -n 2 --dist loadfile --durations=25
 
-.PHONY: run test test-slow test-full-data check-fresh bench install clean-venv archive
+.PHONY: run test test-slow test-full-data check-fresh bench docs install clean-venv archive
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,13 @@ test-full-data: $(VENV)/.installed-test
 # run `make run` and `make test`. Uncommitted changes are not included.
 check-fresh:
 	bash tools/check-fresh
+
+# The generated pages: docs/results/<paper>.md from the archived runs in docs/runs/, and
+# docs/benchmarks.md from benchmarks/results/*.json. tests/core/test_docs.py checks they are current.
+docs: $(VENV)/.installed
+	for p in gilmer szegedy goodfellow; do \
+	  $(BIN)/spheres report docs/runs --paper $$p --out docs/results/$$p.md || exit 1; done
+	$(BIN)/python -m benchmarks.report --page docs/benchmarks.md
 
 # Keep a finished run's record in the repository: everything but checkpoints and arrays over 2 MB
 # goes to docs/runs/<name>/, where `spheres report docs/runs/<name>` and `spheres show` read it.

@@ -5,9 +5,12 @@ where ``model`` is the per-example logit function ``x -> logits`` (scalar for bi
 ``(K,)`` for K classes), ``config`` a hashable NamedTuple of static settings and ``example`` a
 dict of per-example arrays.  `execute` vmaps it over the batch inside one `jax.jit` whose cache
 is keyed on ``(attack, logit_fn, config)`` plus the shapes, so a second call with the same
-``logit_fn`` object and the same shapes never recompiles.  Inside an attack, iteration goes
-through `iterate`: a ``lax.fori_loop`` or, with a ``done`` predicate, a ``lax.while_loop`` that
-under ``vmap`` freezes each example as soon as it is done (per-example early stopping).
+``logit_fn`` object and the same shapes never recompiles.  With a list of budgets it vmaps the
+batched attack once more, over ε (``per_eps``): a quantity that does not depend on ε (FGSM's
+gradient at x) is then computed once per example, not once per budget.  Inside an attack,
+iteration goes through `iterate`: a ``lax.fori_loop`` or, with a ``done`` predicate, a
+``lax.while_loop`` that under ``vmap`` freezes each example as soon as it is done (per-example
+early stopping).
 """
 
 from __future__ import annotations
@@ -20,10 +23,18 @@ import jax.numpy as jnp
 from jax import lax
 
 LOSSES = ("ce", "margin")
+DLR_DENOMINATOR_FLOOR = 1e-12        # Croce & Hein's reference code adds it to z_π1 − z_π3
 
 
 class AttackResult(NamedTuple):
     """What every attack returns (DESIGN.md, "Contracts"); all arrays have leading batch axis B.
+
+    Called with a list of budgets (``epsilons=[ε₁, …, ε_E]``), every field has one more leading
+    axis: ``x_adv (E, B, *input_shape)``, the others ``(E, B)``; row i is the result at ε_i, equal
+    to a separate call with ``eps=ε_i`` and the same key.  In Foolbox 3's terms (``raw, clipped,
+    success = attack(model, x, y, epsilons=...)``) ``x_adv[i]`` is both ``raw[i]`` and
+    ``clipped[i]`` -- fixed-ε attacks never leave the ε-ball -- and ``success[i]`` is
+    ``success[i]``.
 
     Attributes:
       x_adv: ``(B, *input_shape)`` the returned point: projected and clipped, best iterate.
@@ -111,10 +122,29 @@ def margin(logits: jax.Array, label: jax.Array) -> jax.Array:
     return jnp.take(logits, label) - jnp.max(others)
 
 
+def dlr_loss(logits: jax.Array, label: jax.Array) -> jax.Array:
+    """Difference-of-logits-ratio loss (Croce & Hein 2020, eq. 6), ``K >= 3`` classes:
+
+        DLR(z, y) = −(z_y − max_{i≠y} z_i) / (z_π1 − z_π3 + 1e-12)
+
+    with π the classes sorted by decreasing logit.  Invariant to shifting and (positively)
+    scaling the logits, so its gradient direction does not depend on the model's temperature.
+    A scalar logit or two classes have no z_π3: ``ValueError`` (use ``"ce"`` or ``"margin"``).
+    """
+    if is_binary(logits) or logits.shape[-1] < 3:
+        raise ValueError("the DLR loss needs K >= 3 classes (it divides by z_π1 − z_π3); for a binary "
+                         "or 2-class model use loss='ce' or loss='margin'.")
+    top = lax.top_k(logits, 3)[0]
+    return -margin(logits, label) / (top[0] - top[2] + DLR_DENOMINATOR_FLOOR)
+
+
 def classification_loss(logits: jax.Array, label: jax.Array, kind: str = "ce") -> jax.Array:
-    """Loss of predicting ``label``: cross-entropy (``"ce"``) or negated margin (``"margin"``)."""
+    """Loss of predicting ``label``: cross-entropy (``"ce"``), negated margin (``"margin"``) or
+    the difference-of-logits ratio (``"dlr"``, `dlr_loss`)."""
     if kind == "margin":
         return -margin(logits, label)
+    if kind == "dlr":
+        return dlr_loss(logits, label)
     if is_binary(logits):
         return sigmoid_cross_entropy(logits, label)
     return softmax_cross_entropy(logits, label)
@@ -212,25 +242,48 @@ def bind(logit_fn: Callable, params: Any) -> Callable:
 
 
 @functools.partial(jax.jit, static_argnames=("attack", "logit_fn", "config", "chunk_size"))
-def _run_batched(attack, logit_fn, config, params, batch, chunk_size=None):
+def _run_batched(attack, logit_fn, config, params, batch, chunk_size=None, per_eps=None, key=None):
     model = bind(logit_fn, params)
-    one = lambda example: attack(model, config, example)
-    if chunk_size is None or chunk_size >= jax.tree.leaves(batch)[0].shape[0]:
-        return jax.vmap(one)(batch)
-    return lax.map(one, batch, batch_size=chunk_size)     # vmapped chunks, one after another
+    size = jax.tree.leaves(batch)[0].shape[0]
+    if key is not None:                  # one key: the per-example keys are its split
+        batch = {**batch, "key": jax.random.split(key, size)}
+
+    def run(budget):
+        # ``budget`` (one ε and what scales with it) is shared by every example: closed over,
+        # not mapped, so per-example work that does not depend on it is not repeated per ε.
+        one = lambda example: attack(model, config, {**example, **budget})
+        if chunk_size is None or chunk_size >= size:
+            return jax.vmap(one)(batch)
+        return lax.map(one, batch, batch_size=chunk_size)     # vmapped chunks, one after another
+
+    if per_eps is None:
+        return run({})
+    return jax.vmap(run)(per_eps)
 
 
 def execute(attack: Callable, logit_fn: Callable, config: NamedTuple, params: Any,
-            batch: dict, *, chunk_size: int | None = None) -> AttackResult:
+            batch: dict, *, chunk_size: int | None = None, per_eps: dict | None = None,
+            key: jax.Array | None = None) -> AttackResult:
     """Run the per-example ``attack`` over ``batch`` (every leaf has a leading axis B), jitted.
 
     ``attack``, ``logit_fn`` and ``config`` are static (hashed by identity / value): reuse the same
     ``logit_fn`` object to hit the compilation cache.  ``params`` is a traced pytree argument, so
     new parameter values with the same shapes do not recompile.  ``chunk_size``: vmap that many
     examples at a time (``lax.map`` over chunks) instead of the whole batch; results are the same
-    since examples are independent.
+    since examples are independent.  ``per_eps``: a dict of ``(E,)`` arrays (the budget and
+    whatever scales with it), merged into every example; the result gets a leading ε axis.
+    ``key``: one PRNG key, split inside the program into ``batch["key"]`` (B,).
     """
-    return _run_batched(attack, logit_fn, config, params, batch, chunk_size=chunk_size)
+    kwargs = {k: v for k, v in (("chunk_size", chunk_size), ("per_eps", per_eps), ("key", key))
+              if v is not None}
+    return _run_batched(attack, logit_fn, config, params, batch, **kwargs)
+
+
+@functools.partial(jax.jit, static_argnames=("logit_fn",))
+def predict_batch(logit_fn: Callable, params: Any, x: jax.Array) -> jax.Array:
+    """Predicted classes ``(B,)`` int32 of the per-example model ``bind(logit_fn, params)``."""
+    model = bind(logit_fn, params)
+    return jax.vmap(lambda v: predict_class(model(v)))(x)
 
 
 def finish(model: Callable, x0, label, x_adv, *, targeted: bool, loss: str,

@@ -24,12 +24,13 @@ finished example's slot goes to the next waiting one, so no example waits for a 
 
 from __future__ import annotations
 
+import warnings
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 
-from attacks import _validate
+from attacks import _model, _validate
 from attacks._base import AttackResult, classification_loss, finish, is_adversarial, norm
 from attacks._pool import PooledAttack, run_pool
 from attacks.lbfgsb import LBFGSB, LBFGSBResult, LBFGSBState
@@ -157,17 +158,39 @@ _POOLED = PooledAttack(
     output=lambda s: (s.best_x, s.solver_steps), finish=_finish)
 
 
-def lbfgs(logit_fn, x, target, *, bounds=(0.0, 1.0), c_init=1.0, c_rounds=16, c_factor=10.0,
+class _UnitBoxDefault:
+    """The ``bounds`` default of `lbfgs`: the model's bounds, or -- for a plain function, with a
+    ``DeprecationWarning`` -- the [0, 1] box this attack used before bounds belonged to the model."""
+
+    def __repr__(self) -> str:
+        return "<the model's bounds>"
+
+
+MODEL_BOUNDS = _UnitBoxDefault()
+
+
+def _resolve_bounds(bounds, model: _model.Resolved, is_model: bool):
+    if bounds is not MODEL_BOUNDS or is_model:
+        return _model.bounds_for_attack(None if bounds is MODEL_BOUNDS else bounds, model)
+    warnings.warn(
+        "attacks.lbfgs without bounds= on a plain function clips to [0, 1]; this default is deprecated "
+        "(the input domain belongs to the model). Pass bounds=(0.0, 1.0), bounds=None for unbounded "
+        "inputs, or attacks.Model(fn, bounds=...).", DeprecationWarning, stacklevel=3)
+    return (0.0, 1.0)
+
+
+def lbfgs(logit_fn, x, target, *, bounds=MODEL_BOUNDS, c_init=1.0, c_rounds=16, c_factor=10.0,
           maxiter=100, tol=1e-5, ftol=2.2e-9, history_size=10, num_linesearch=4, loss="ce",
           params=None, chunk_size="auto") -> AttackResult:
     """Szegedy et al.'s targeted box-constrained L-BFGS attack with a per-example c search.
 
     Args:
-      logit_fn: per-example ``x -> logits`` (binary scalar or K-vector), or ``(params, x)`` with
-        ``params=``.
+      logit_fn: the model: an `attacks.Model`, a per-example ``x -> logits`` (binary scalar or
+        K-vector), ``(params, x)`` with ``params=``, or a callable pytree.
       x: ``(B, *input_shape)``.  target: ``(B,)`` target labels t (binary: 0 or 1).
-      bounds: box ``(lo, hi)`` broadcastable to x; default [0, 1] (pixels) as in the paper.
-        Pass ``None`` for unbounded inputs such as sphere data.
+      bounds: box ``(lo, hi)`` broadcastable to x, or ``None``: unbounded (sphere data).  By
+        default the model's bounds (`attacks.Model(..., bounds=...)`; the convention of every
+        attack); for a plain function, the paper's [0, 1] pixel box with a ``DeprecationWarning``.
       c_init: first penalty (scalar or ``(B,)``).  c_rounds: c values tried per example.
       c_factor: multiplicative step of the bracketing phase.
       maxiter, tol, ftol, history_size, num_linesearch: `LBFGSB` settings for each solve
@@ -177,10 +200,9 @@ def lbfgs(logit_fn, x, target, *, bounds=(0.0, 1.0), c_init=1.0, c_rounds=16, c_
         is 1.2x / 1.5x faster; see benchmarks/lbfgs.py).
       chunk_size: examples in flight at once: a work pool (`attacks._pool`) advances that many
         solves per iteration and hands a finished example's slot to the next waiting one, so no
-        example waits for the slowest of its chunk.  ``"auto"`` is 64 on CPU (batch 256 on this
-        2-core CPU: 1.4x faster than 16 slots or than the whole batch in flight, on FC10 and on
-        FC100-100-10) and the whole batch on GPU/TPU; ``None`` forces the whole batch.  Results
-        do not depend on it beyond floating-point rounding.
+        example waits for the slowest of its chunk.  ``"auto"`` is `AUTO_CPU_CHUNK` slots on CPU
+        and the whole batch on GPU/TPU; ``None`` forces the whole batch.  Results do not depend
+        on it beyond floating-point rounding.
       loss: ``"ce"`` (cross-entropy toward t, as in the paper) or ``"margin"``.
 
     Returns:
@@ -194,7 +216,7 @@ def lbfgs(logit_fn, x, target, *, bounds=(0.0, 1.0), c_init=1.0, c_rounds=16, c_
 
     Example::
 
-        res = attacks.lbfgs(f, x, target, bounds=(0.0, 1.0))
+        res = attacks.lbfgs(attacks.Model(f, bounds=(0.0, 1.0)), x, target)
     """
     for name, value, minimum in (("c_rounds", c_rounds, 1), ("maxiter", maxiter, 1),
                                  ("history_size", history_size, 1), ("num_linesearch", num_linesearch, 1)):
@@ -202,10 +224,13 @@ def lbfgs(logit_fn, x, target, *, bounds=(0.0, 1.0), c_init=1.0, c_rounds=16, c_
     _validate.check_loss(loss)
     if not float(c_factor) > 1.0:
         raise ValueError(f"c_factor must be > 1, got {c_factor}.")
+    model = _model.resolve(logit_fn, params)
+    if target is None:
+        raise ValueError("attacks.lbfgs is targeted: pass the target labels (B,).")
     x, target = _validate.check_batch(x, target, label_name="target")
     c_init = _validate.check_nonnegative(c_init, "c_init", x.shape[0], x.dtype, positive=True)
-    box = _validate.check_bounds(bounds, x)
-    _validate.check_model_and_labels(logit_fn, params, x, target, label_name="target")
+    box = _validate.check_bounds(_resolve_bounds(bounds, model, isinstance(logit_fn, _model.Model)), x)
+    _validate.check_model_and_labels(model, x, target, targeted=True, label_name="target")
     batch = {"x": x, "y": target, "c_init": c_init}
     if box is not None:
         batch["lo"], batch["hi"] = box
@@ -213,15 +238,13 @@ def lbfgs(logit_fn, x, target, *, bounds=(0.0, 1.0), c_init=1.0, c_rounds=16, c_
                                tol=float(tol), ftol=float(ftol), history_size=int(history_size),
                                num_linesearch=int(num_linesearch), loss=loss)
     slots = _chunk_size(chunk_size)
-    return run_pool(_POOLED, logit_fn, config, params, batch, slots=slots or x.shape[0],
+    return run_pool(_POOLED, model.fn, config, model.params, batch, slots=slots or x.shape[0],
                     # a solve ends after at most maxiter updates, or at once when x is stationary
                     max_steps=config.c_rounds * (config.maxiter + 1))
 
 
 def _chunk_size(chunk_size) -> int | None:
-    """``"auto"``: 64 slots on CPU, where more examples in flight spill the solvers' working set
-    (slots × 2·m·n history floats, read ~6 times per iteration) out of cache, and fewer pay the
-    per-iteration dispatch cost more often; the whole batch elsewhere (accelerators want the
+    """``"auto"``: `AUTO_CPU_CHUNK` slots on CPU; the whole batch elsewhere (accelerators want the
     widest batch)."""
     if chunk_size == "auto":
         return AUTO_CPU_CHUNK if jax.default_backend() == "cpu" else None
@@ -231,4 +254,9 @@ def _chunk_size(chunk_size) -> int | None:
     return None
 
 
-AUTO_CPU_CHUNK = 64
+# On CPU an L-BFGS iteration costs about linearly in the examples in flight (its working set, slots
+# × 2·m·n history floats read ~6 times per iteration, leaves cache beyond a few slots), and a small
+# pool refilled every iteration stays busy; fewer slots pay the per-iteration dispatch more often.
+# 12 slots in one phase (below `_pool.TAIL_MIN_SLOTS`): on FC10 and FC100-100-10 at batches 32-256
+# as fast as or faster than 8, 16, 32, or 64 slots with a packed tail, and one compiled loop body.
+AUTO_CPU_CHUNK = 12

@@ -28,7 +28,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from attacks import _base, _validate
+from attacks import _base, _model, _validate
 from attacks._base import (AttackResult, finish, is_adversarial, iterate, margin,
                            safe_normalize)
 from attacks.pgd import project_ball
@@ -118,15 +118,16 @@ def _nearest_example(model, config: NearestConfig, ex: dict) -> AttackResult:
                   num_steps=state.moves + jnp.where(found, config.refine_steps, 0))
 
 
-def nearest_error_l2(logit_fn, x, y, *, max_radius, num_steps=50, refine_steps=30,
+def nearest_error_l2(logit_fn, x, y=None, *, max_radius, num_steps=50, refine_steps=30,
                      overshoot=0.02, bisect_steps=30, num_rotations=8, loss="ce",
                      params=None) -> AttackResult:
     """Nearest misclassified point in L2 (untargeted, unconstrained: no sphere, no box).
 
     Args:
-      logit_fn: per-example ``x -> logits`` (binary scalar or K-vector), or ``(params, x)`` with
-        ``params=``.
-      x: ``(B, *input_shape)``; y: ``(B,)`` true labels.
+      logit_fn: the model: an `attacks.Model` without bounds (the search is unconstrained: a
+        model that declares bounds is refused), a per-example ``x -> logits`` (binary scalar or
+        K-vector), ``(params, x)`` with ``params=``, or a callable pytree.
+      x: ``(B, *input_shape)``; y: ``(B,)`` true labels, or ``None`` for the model's predictions.
       max_radius: search radius (scalar or ``(B,)``): no point farther than this is returned.
       num_steps: DeepFool iterations to find a first error.  overshoot: DeepFool's 1 + η factor
         (scalar or ``(B,)``) so the linearised step lands past the boundary.
@@ -150,6 +151,8 @@ def nearest_error_l2(logit_fn, x, y, *, max_radius, num_steps=50, refine_steps=3
         res.distance, res.x_adv_norm
     """
     _validate.check_loss(loss)
+    model = _model.resolve(logit_fn, params)
+    _model.refuse_bounds(model, "nearest_error_l2", "searches without a box")
     num_steps = _validate.check_int(num_steps, "num_steps", minimum=0)
     refine_steps = _validate.check_int(refine_steps, "refine_steps", minimum=0)
     bisect_steps = _validate.check_int(bisect_steps, "bisect_steps", minimum=1)
@@ -158,8 +161,8 @@ def nearest_error_l2(logit_fn, x, y, *, max_radius, num_steps=50, refine_steps=3
     b = x.shape[0]
     max_radius = _validate.check_nonnegative(max_radius, "max_radius", b, x.dtype, positive=True)
     overshoot = _validate.check_nonnegative(overshoot, "overshoot", b, x.dtype)
-    _validate.check_model_and_labels(logit_fn, params, x, y)
+    _, y = _validate.check_model_and_labels(model, x, y)
     batch = {"x": x, "y": y, "max_radius": max_radius, "overshoot": overshoot}
     config = NearestConfig(loss=loss, num_steps=num_steps, refine_steps=refine_steps,
                            bisect_steps=bisect_steps, num_rotations=num_rotations)
-    return _base.execute(_nearest_example, logit_fn, config, params, batch)
+    return _base.execute(_nearest_example, model.fn, config, model.params, batch)

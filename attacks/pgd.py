@@ -20,7 +20,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from attacks import _base, _validate
+from attacks import _base, _model, _validate
 from attacks._base import (AttackResult, ascent_objective, clip_to_box, finish,
                            is_adversarial, iterate, safe_normalize)
 
@@ -128,48 +128,84 @@ def _pgd_example(model, config: PGDConfig, ex: dict) -> AttackResult:
                   num_steps=steps, distance_norm=config.norm)
 
 
-def prepare(logit_fn, x, y, *, eps, norm, params=None, bounds=None, targeted=False, loss="ce",
-            key=None, need_key=False, step_size=None, num_steps=1):
-    """Shared validation for FGSM and PGD; returns ``(x, y, eps (B,), batch dict)``.
+class Prepared(NamedTuple):
+    """A validated call: the model, the per-example inputs, the per-budget inputs (a list of
+    budgets) and the one key the program splits (see `attacks._base.execute`)."""
 
-    Model-free checks come first, the (shape-only) model evaluation for the label range last.
+    model: _model.Resolved
+    batch: dict
+    per_eps: dict | None
+    key: jax.Array | None
+    num_classes: int
+
+
+def prepare(logit_fn, x, y, *, eps=None, epsilons=None, norm, params=None, bounds=None,
+            targeted=False, loss="ce", key=None, need_key=False, step_size=None, num_steps=1,
+            scale_step=True, losses=_base.LOSSES) -> Prepared:
+    """Shared validation for the fixed-budget attacks (FGSM, PGD, APGD).
+
+    Model-free checks come first, the (shape-only) model evaluation and the labels last.  The
+    budget is ``eps`` (scalar or ``(B,)``) or ``epsilons`` (``(E,)``, one result per budget).
+    ``step_size=None`` with ``scale_step``: Madry et al.'s ``2.5·ε/num_steps`` per budget.
     """
     _validate.check_choice(norm, "norm", NORMS)
-    _validate.check_loss(loss)
-    x, y = _validate.check_batch(x, y, label_name="target" if targeted else "y")
-    eps = _validate.check_nonnegative(eps, "eps", x.shape[0], x.dtype)
-    box = _validate.check_bounds(bounds, x)
-    keys = _validate.example_keys(key, x.shape[0]) if need_key else None
-    if step_size is None:      # Madry et al.'s heuristic, per example
-        step_size = 2.5 * eps / max(num_steps, 1)
-    else:
-        step_size = _validate.check_nonnegative(step_size, "step_size", x.shape[0], x.dtype)
-    _validate.check_model_and_labels(logit_fn, params, x, y, label_name="target" if targeted else "y")
-    batch = {"x": x, "y": y, "eps": eps, "step_size": step_size}
+    _validate.check_loss(loss, losses)
+    model = _model.resolve(logit_fn, params)
+    label_name = "target" if targeted else "y"
+    x, y = _validate.check_batch(x, y, label_name=label_name)
+    b = x.shape[0]
+    eps, epsilons = _validate.check_eps_or_epsilons(eps, epsilons, b, x.dtype)
+    box = _validate.check_bounds(_model.bounds_for_attack(bounds, model), x)
+    keys, shared_key = _validate.check_key(key, b) if need_key else (None, None)
+    per_eps = None if epsilons is None else {"eps": epsilons}
+    batch = {"x": x}
+    if step_size is not None:
+        batch["step_size"] = _validate.check_nonnegative(step_size, "step_size", b, x.dtype)
+    elif scale_step:           # Madry et al.'s heuristic, per budget
+        if per_eps is None:
+            batch["step_size"] = 2.5 * eps / max(num_steps, 1)
+        else:
+            per_eps["step_size"] = 2.5 * epsilons / max(num_steps, 1)
+    k, y = _validate.check_model_and_labels(model, x, y, targeted=targeted, label_name=label_name,
+                                            min_classes=3 if loss == "dlr" else 2)
+    batch["y"] = y
+    if eps is not None:
+        batch["eps"] = eps
     if box is not None:
         batch["lo"], batch["hi"] = box
     if keys is not None:
         batch["key"] = keys
-    return x, y, eps, batch
+    return Prepared(model, batch, per_eps, shared_key, k)
 
 
-def pgd(logit_fn, x, y, *, eps, norm="linf", step_size=None, num_steps=10, bounds=None,
-        random_start=True, restarts=1, key=None, targeted=False, loss="ce", early_stop=False,
-        params=None) -> AttackResult:
+def run(attack, prepared: Prepared, config) -> AttackResult:
+    """`attacks._base.execute` on a `Prepared` call (extra arguments only when they are used)."""
+    extra = {k: v for k, v in (("per_eps", prepared.per_eps), ("key", prepared.key)) if v is not None}
+    return _base.execute(attack, prepared.model.fn, config, prepared.model.params, prepared.batch, **extra)
+
+
+def pgd(logit_fn, x, y=None, *, eps=None, epsilons=None, norm="linf", step_size=None, num_steps=10,
+        bounds=None, random_start=True, restarts=1, key=None, targeted=False, loss="ce",
+        early_stop=False, params=None) -> AttackResult:
     """Projected gradient descent (PGD) in the L∞ or L2 ε-ball around each example.
 
     Args:
-      logit_fn: per-example ``x -> logits`` (scalar: binary, positive = class 1; ``(K,)``: K
-        classes), or ``(params, x) -> logits`` when ``params`` is given.
-      x: ``(B, *input_shape)`` inputs.  y: ``(B,)`` true labels, or target labels if ``targeted``.
+      logit_fn: the model: an `attacks.Model`, a per-example ``x -> logits`` (scalar: binary,
+        positive = class 1; ``(K,)``: K classes), ``(params, x) -> logits`` with ``params=``, or
+        a callable pytree (Equinox module).
+      x: ``(B, *input_shape)`` inputs.  y: ``(B,)`` true labels, or target labels if ``targeted``;
+        ``None`` (untargeted only): the model's predicted labels.
       eps: ball radius, scalar or per-example ``(B,)`` (as `attacks.minimal_epsilon` passes).
+      epsilons: instead of ``eps``, a sequence of E radii: one call, every result field gets a
+        leading ε axis (see `AttackResult`).
       norm: ``"linf"`` or ``"l2"``.
-      step_size: α, scalar or ``(B,)``; default ``2.5·ε/num_steps`` (Madry et al.).
+      step_size: α, scalar or ``(B,)``; default ``2.5·ε/num_steps`` (Madry et al.), per budget.
       num_steps: gradient steps per restart.  restarts: independent random starts; the best
         point over all of them is returned per example.
-      bounds: ``None`` or ``(lo, hi)`` broadcastable to ``x``; applied after the ball projection.
+      bounds: ``None`` (the model's input domain, see `attacks`) or ``(lo, hi)`` broadcastable to
+        ``x``; applied after the ball projection.
       random_start: start uniformly in the ball (needs ``key``); else start at ``x``.
-      key: one PRNG key, or ``(B,)`` per-example keys.
+      key: one PRNG key, or ``(B,)`` per-example keys (one key k acts as ``split(k, B)``).
       targeted, loss: objective ``−L(x, y)`` toward target ``y``; ``L`` = ``"ce"`` or ``"margin"``.
       early_stop: stop each example at its first success (``while_loop``); default runs all steps
         (``fori_loop``) and keeps the highest-objective successful point.
@@ -189,10 +225,10 @@ def pgd(logit_fn, x, y, *, eps, norm="linf", step_size=None, num_steps=10, bound
     restarts = _validate.check_int(restarts, "restarts", minimum=1)
     if restarts > 1 and not random_start:
         raise ValueError("restarts > 1 needs random_start=True (otherwise every restart is identical).")
-    x, y, eps, batch = prepare(logit_fn, x, y, eps=eps, norm=norm, params=params, bounds=bounds,
-                               targeted=targeted, loss=loss, key=key, need_key=random_start,
-                               step_size=step_size, num_steps=num_steps)
+    prepared = prepare(logit_fn, x, y, eps=eps, epsilons=epsilons, norm=norm, params=params,
+                       bounds=bounds, targeted=targeted, loss=loss, key=key, need_key=random_start,
+                       step_size=step_size, num_steps=num_steps)
     config = PGDConfig(norm=norm, loss=loss, targeted=bool(targeted), num_steps=num_steps,
                        restarts=restarts, random_start=bool(random_start),
                        early_stop=bool(early_stop), keep_best=True)
-    return _base.execute(_pgd_example, logit_fn, config, params, batch)
+    return run(_pgd_example, prepared, config)

@@ -15,9 +15,11 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from attacks import _validate
 from attacks._base import AttackResult
+from attacks.transfer import predict
 
 
 class MinimalEpsilon(NamedTuple):
@@ -28,14 +30,14 @@ class MinimalEpsilon(NamedTuple):
     result: AttackResult
 
 
-def minimal_epsilon(attack_fn: Callable, logit_fn, x, y, *, lo=0.0, hi, num_bisections=20,
+def minimal_epsilon(attack_fn: Callable, logit_fn, x, y=None, *, lo=0.0, hi, num_bisections=20,
                     **kwargs) -> MinimalEpsilon:
     """Per-example bisection over ε for any attack taking ``eps`` (scalar or ``(B,)``).
 
     Args:
       attack_fn: e.g. `attacks.fgsm` or `attacks.pgd`, called as
         ``attack_fn(logit_fn, x, y, eps=eps_vector, **kwargs)``.
-      logit_fn, x, y: as for the attack.
+      logit_fn, x, y: as for the attack (``y=None``: the model's predictions, computed once).
       lo, hi: scalars or ``(B,)``: the search interval; the attack is run once at ``hi`` to
         find the examples it can break at all.
       num_bisections: halvings of each interval (precision (hi − lo)·2^−num_bisections).
@@ -62,8 +64,10 @@ def minimal_epsilon(attack_fn: Callable, logit_fn, x, y, *, lo=0.0, hi, num_bise
     b = x.shape[0]
     lo = _validate.check_nonnegative(lo, "lo", b, dtype)
     hi = _validate.check_nonnegative(hi, "hi", b, dtype)
-    if _validate._concrete(lo, hi) and bool(jnp.any(lo > hi)):
+    if _validate._concrete(lo, hi) and bool(np.any(np.asarray(lo) > np.asarray(hi))):
         raise ValueError("minimal_epsilon needs lo <= hi for every example.")
+    if y is None:
+        y = predict(logit_fn, x, params=kwargs.get("params"))
 
     best = attack_fn(logit_fn, x, y, eps=hi, **kwargs)
     reachable = best.success

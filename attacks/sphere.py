@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from attacks import _base, _validate
+from attacks import _base, _model, _validate
 from attacks._base import (AttackResult, ascent_objective, finish, is_adversarial,
                            iterate, safe_normalize)
 
@@ -146,15 +146,16 @@ def _sphere_example(model, config: SphereConfig, ex: dict) -> AttackResult:
                   num_steps=state.moves)
 
 
-def sphere_pgd(logit_fn, x, y, *, step_size, num_steps, mode="nearest", radius=None, key=None,
+def sphere_pgd(logit_fn, x, y=None, *, step_size, num_steps, mode="nearest", radius=None, key=None,
                refine_steps=20, targeted=False, loss="ce", params=None) -> AttackResult:
     """Gilmer et al.'s manifold attack: normalised gradient steps that stay on a sphere.
 
     Args:
-      logit_fn: per-example ``x -> logits`` (binary scalar or K-vector), or ``(params, x)`` with
-        ``params=``.
+      logit_fn: the model: an `attacks.Model` without bounds (a sphere has no box: a model
+        that declares bounds is refused), a per-example ``x -> logits`` (binary scalar or
+        K-vector), ``(params, x)`` with ``params=``, or a callable pytree.
       x: ``(B, *input_shape)`` starting points (nonzero).  y: ``(B,)`` labels (targets if
-        ``targeted``).
+        ``targeted``), or ``None`` (untargeted) for the model's predictions.
       step_size: arc step α (scalar or ``(B,)``), in the units of x (e.g. 0.01 on the unit sphere).
       num_steps: maximum gradient steps.
       mode: ``"nearest"`` (first error, then arc bisection) or ``"worst_case"`` (maximise loss).
@@ -179,23 +180,31 @@ def sphere_pgd(logit_fn, x, y, *, step_size, num_steps, mode="nearest", radius=N
     """
     _validate.check_choice(mode, "mode", MODES)
     _validate.check_loss(loss)
+    model = _model.resolve(logit_fn, params)
+    _model.refuse_bounds(model, "sphere_pgd", "keeps every point on a sphere")
     num_steps = _validate.check_int(num_steps, "num_steps", minimum=0)
     refine_steps = _validate.check_int(refine_steps, "refine_steps", minimum=0)
     x, y = _validate.check_batch(x, y, label_name="target" if targeted else "y")
     b = x.shape[0]
     step_size = _validate.check_nonnegative(step_size, "step_size", b, x.dtype, positive=True)
-    norms = jnp.sqrt(jnp.sum(jnp.square(x.reshape(b, -1)), axis=1))
-    if _validate._concrete(norms) and bool(jnp.any(norms == 0)):
+    if _validate._concrete(x):           # on the host: no device program compiled for a check
+        norms = np.sqrt(np.sum(np.square(np.asarray(x).reshape(b, -1)), axis=1))
+    else:
+        norms = jnp.sqrt(jnp.sum(jnp.square(x.reshape(b, -1)), axis=1))
+    if _validate._concrete(norms) and bool(np.any(np.asarray(norms) == 0)):
         raise ValueError(f"x has zero norm in examples {np.flatnonzero(np.asarray(norms) == 0)[:5].tolist()}; "
                          "a point at the origin lies on no sphere.")
     if radius is None:
         radius = norms
     else:
         radius = _validate.check_nonnegative(radius, "radius", b, x.dtype, positive=True)
+    keys, shared_key = _validate.check_key(key, b) if key is not None else (None, None)
+    _, y = _validate.check_model_and_labels(model, x, y, targeted=targeted,
+                                            label_name="target" if targeted else "y")
     batch = {"x": x, "y": y, "radius": radius, "step_size": step_size}
-    if key is not None:
-        batch["key"] = _validate.example_keys(key, b)
-    _validate.check_model_and_labels(logit_fn, params, x, y, label_name="target" if targeted else "y")
+    if keys is not None:
+        batch["key"] = keys
     config = SphereConfig(mode=mode, loss=loss, targeted=bool(targeted), num_steps=num_steps,
                           refine_steps=refine_steps, random_start=key is not None)
-    return _base.execute(_sphere_example, logit_fn, config, params, batch)
+    extra = {"key": shared_key} if shared_key is not None else {}
+    return _base.execute(_sphere_example, model.fn, config, model.params, batch, **extra)

@@ -10,14 +10,12 @@ padded to a fixed size so there is one compilation per model and shape).
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Callable, Mapping, NamedTuple
 
-import jax
 import jax.numpy as jnp
 
-from attacks import _validate
-from attacks._base import bind, predict_class
+from attacks import _model, _validate
+from attacks._base import predict_batch
 
 
 class TransferResult(NamedTuple):
@@ -28,17 +26,15 @@ class TransferResult(NamedTuple):
     predictions: dict
 
 
-@functools.partial(jax.jit, static_argnames=("logit_fn",))
-def _predict_batch(logit_fn, params, x):
-    model = bind(logit_fn, params)
-    return jax.vmap(lambda v: predict_class(model(v)))(x)
-
-
-def predict(logit_fn: Callable, x, *, params: Any = None, batch_size: int | None = None) -> jax.Array:
-    """Predicted classes ``(B,)`` int32 of a per-example ``logit_fn`` on a batch ``x (B, ...)``."""
+def predict(logit_fn: Callable, x, *, params: Any = None, batch_size: int | None = None):
+    """Predicted classes ``(B,)`` int32 of a model (an `attacks.Model`, a per-example
+    ``logit_fn``, or ``logit_fn(params, x)`` with ``params=``) on a batch ``x (B, ...)``: argmax,
+    or ``logit > 0`` for a binary model."""
+    model = _model.resolve(logit_fn, params)
+    logit_fn, params = model.fn, model.params
     x = jnp.asarray(x)
     if batch_size is None or batch_size >= x.shape[0]:
-        return _predict_batch(logit_fn, params, x)
+        return predict_batch(logit_fn, params, x)
     batch_size = _validate.check_int(batch_size, "batch_size", minimum=1)
     out = []
     for start in range(0, x.shape[0], batch_size):
@@ -46,7 +42,7 @@ def predict(logit_fn: Callable, x, *, params: Any = None, batch_size: int | None
         n = chunk.shape[0]
         if n < batch_size:   # pad: same shape every chunk, one compilation
             chunk = jnp.concatenate([chunk, jnp.repeat(chunk[-1:], batch_size - n, axis=0)])
-        out.append(_predict_batch(logit_fn, params, chunk)[:n])
+        out.append(predict_batch(logit_fn, params, chunk)[:n])
     return jnp.concatenate(out)
 
 
@@ -59,7 +55,7 @@ def transfer_error_rates(x_adv, y, logit_fns: Mapping[str, Callable], *,
       x_adv: ``(B, *input_shape)`` adversarial examples (e.g. ``AttackResult.x_adv`` of a source
         model, or Gaussian-noise controls).
       y: ``(B,)`` true labels (or targets if ``targeted``).
-      logit_fns: ``{name: per-example logit_fn}``.
+      logit_fns: ``{name: model}``: `attacks.Model` or per-example logit_fn.
       params: optional ``{name: params}``; models named there are called as ``fn(params, x)``.
       targeted: count ``pred == y`` (target hit rate) instead of ``pred != y``.
       mask: optional ``(B,)`` bool: which examples to count (e.g. the source attack's
@@ -91,7 +87,8 @@ def transfer_error_rates(x_adv, y, logit_fns: Mapping[str, Callable], *,
         weight = mask.astype(jnp.float32)
     rates, errors, preds = {}, {}, {}
     for name, fn in logit_fns.items():
-        _validate.check_model_and_labels(fn, params.get(name), x_adv, y)
+        model = _model.resolve(fn, params.get(name))
+        _validate.check_model_and_labels(model, x_adv, y)
         pred = predict(fn, x_adv, params=params.get(name), batch_size=batch_size)
         err = pred == y if targeted else pred != y
         preds[name], errors[name] = pred, err

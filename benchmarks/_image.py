@@ -1,9 +1,9 @@
 """Fashion-MNIST and briefly trained image models for the attack benchmarks (cached per process).
 
-The data come from `spheres.image_data.load_dataset`: full Fashion-MNIST when it is found
+The data come from `spheres.images.data.load_dataset`: full Fashion-MNIST when it is found
 (``$SPHERES_DATA`` or Debian's ``dataset-fashion-mnist``; no network), else the sample that ships
 with the package (6,000 + 1,000 images); `dataset_label` names the one used. Models are trained with the library's own loop
-(`spheres.image_train.train_model`) for a short, fixed budget: the benchmarks need a model with a
+(`spheres.images.train.train_model`) for a short, fixed budget: the benchmarks need a model with a
 real decision boundary, not a good one.
 """
 
@@ -14,7 +14,8 @@ import functools
 import jax
 import numpy as np
 
-from spheres import image_data, image_models as im, image_train
+from spheres.images import data as image_data, models as im, train as image_train
+from spheres.images.evaluate import evaluate
 
 
 @functools.lru_cache(maxsize=1)
@@ -39,7 +40,7 @@ def trained(model: im.nn.Module, n_train: int, epochs: int = 1, lr: float = 1e-3
     settings = image_train.TrainSettings(epochs=epochs, batch=128, lr=lr, weight_decay=weight_decay)
     variables = image_train.train_model(model, settings, ds.x_train[:n_train], ds.y_train[:n_train],
                                         key=jax.random.key(0))
-    ev = image_train.evaluate(model, variables, ds.x_test[:2000], ds.y_test[:2000])
+    ev = evaluate(model, variables, ds.x_test[:2000], ds.y_test[:2000])
     return variables, 1.0 - float(ev.error)
 
 

@@ -16,7 +16,7 @@ def _t(a) -> torch.Tensor:
 
 
 def sphere_mlp(variables, momentum: float = 0.99) -> nn.Sequential:
-    """`spheres.models.SphereMLP`: [Linear (no bias) -> BatchNorm1d -> ReLU]* -> Linear(1).
+    """`spheres.sphere.models.SphereMLP`: [Linear (no bias) -> BatchNorm1d -> ReLU]* -> Linear(1).
 
     Flax's BatchNorm ``momentum`` m keeps ``m`` of the old running average; torch's keeps
     ``1 − momentum``, so torch gets ``1 − m``. Epsilon 1e-5 on both sides.
@@ -44,7 +44,7 @@ def sphere_mlp(variables, momentum: float = 0.99) -> nn.Sequential:
 
 
 class QuadraticNet(nn.Module):
-    """`spheres.models.QuadraticNet`: ``w · Σ_j (W x)_j² + b``."""
+    """`spheres.sphere.models.QuadraticNet`: ``w · Σ_j (W x)_j² + b``."""
 
     def __init__(self, variables):
         super().__init__()
@@ -59,7 +59,7 @@ class QuadraticNet(nn.Module):
 
 
 def image_mlp(variables, activation: str = "relu") -> nn.Sequential:
-    """`spheres.image_models.MLP` / `SoftmaxRegression`: Flatten -> [Linear -> act]* -> Linear."""
+    """`spheres.images.models.MLP` / `SoftmaxRegression`: Flatten -> [Linear -> act]* -> Linear."""
     p = variables["params"]
     n = len([k for k in p if k.startswith("dense_")])
     act = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh}[activation]
@@ -76,7 +76,7 @@ def image_mlp(variables, activation: str = "relu") -> nn.Sequential:
 
 
 def sample_two_spheres(generator: torch.Generator, n: int, d: int, R: float):
-    """A balanced two-sphere batch in torch (the work `spheres.data.online_batch` does in JAX)."""
+    """A balanced two-sphere batch in torch (the work `spheres.sphere.data.online_batch` does in JAX)."""
     y = (torch.arange(n) >= n // 2).to(torch.float32)
     z = torch.randn(n, d, generator=generator)
     r = torch.where(y == 1, torch.tensor(R), torch.tensor(1.0))

@@ -40,8 +40,8 @@ def memory(cfg: dict) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from spheres.evaluate import sphere_error_rate
-    from spheres.models import SphereMLP, batch_logits
+    from spheres.sphere.evaluate import sphere_error_rate
+    from spheres.sphere.models import SphereMLP, batch_logits
 
     d, widths, chunk, cpb = cfg["d"], tuple(cfg["widths"]), cfg["chunk"], cfg["chunks_per_block"]
     model = SphereMLP(widths)
@@ -71,10 +71,10 @@ def scaling(cfg: dict) -> dict:
     import jax
     import numpy as np
 
-    from spheres.evaluate import sphere_error_rate
-    from spheres.models import SphereMLP, batch_logits
+    from spheres.sphere.evaluate import sphere_error_rate
+    from spheres.sphere.models import SphereMLP, batch_logits
     from spheres.sharding import data_mesh
-    from spheres.train import OnlineData, create_train_state, make_optimizer, make_train_chunk, variables_of
+    from spheres.sphere.train import OnlineData, create_train_state, make_optimizer, make_train_chunk, variables_of
 
     d, widths, B, K = cfg["d"], tuple(cfg["widths"]), cfg["batch"], cfg["steps"]
     model = SphereMLP(widths)

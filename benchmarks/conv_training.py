@@ -1,10 +1,10 @@
 """(9) Training the small conv net (Szegedy §3, §4.3): im2col `Conv2D` vs ``nn.Conv`` vs PyTorch.
 
-Model: `spheres.image_models.ConvNet` (5×5 conv → ReLU → 2×2 max-pool → 5×5 stride-2 conv → ReLU
+Model: `spheres.images.models.ConvNet` (5×5 conv → ReLU → 2×2 max-pool → 5×5 stride-2 conv → ReLU
 → dense → ReLU → dense), Adam, softmax cross-entropy. One call = ``steps`` optimiser steps at
 batch ``batch`` from the same initial state:
 
-* ``jax-im2col``: the library's epoch (`image_train.make_epoch_runner`, one jitted ``lax.scan``)
+* ``jax-im2col``: the library's epoch (`spheres.images.train.make_epoch_runner`, one jitted ``lax.scan``)
   with the default ``conv_impl="im2col"``;
 * ``jax-nn.conv``: the same epoch with ``conv_impl="xla"`` (``nn.Conv`` / ``nn.max_pool``): the
   formulation the im2col rewrite replaced, because XLA:CPU's convolution gradients are slow
@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from spheres import image_models as im, image_train as itrain
+from spheres.images import models as im, train as itrain
 from theory import same_padding
 
 from . import _harness as H
@@ -99,7 +99,7 @@ def run(ctx: H.Context) -> dict:
     for label, impl in (("jax-im2col", "im2col"), ("jax-nn.conv", "xla")):
         state = itrain.create_state(models[impl], settings, variables)
         fn = functools.partial(runner, state, x, y, jax.random.key(1), 0)
-        note = "image_train epoch (lax.scan), Conv2D im2col" if impl == "im2col" else "same epoch, nn.Conv / nn.max_pool"
+        note = "images.train epoch (lax.scan), Conv2D im2col" if impl == "im2col" else "same epoch, nn.Conv / nn.max_pool"
         impls.append(H.Impl(label, "jax", fn, B * S, "examples", flops, work=work, note=note))
         logits[label] = np.asarray(models[impl].apply(variables, x[:B]))
     tnet = None

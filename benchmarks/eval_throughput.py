@@ -20,9 +20,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from spheres import data as sdata
-from spheres.evaluate import sphere_error_rate
-from spheres.models import SphereMLP, batch_logits, count_params
+from spheres.sphere import data as sdata
+from spheres.sphere.evaluate import sphere_error_rate
+from spheres.sphere.models import SphereMLP, batch_logits, count_params
 
 from . import _harness as H
 

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import attacks
-from spheres import image_models as im
+from spheres.images import models as im
 
 from . import _harness as H
 from . import _image

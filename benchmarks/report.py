@@ -123,3 +123,51 @@ def markdown(doc: dict) -> str:
     if problems:
         lines += ["", "Notes, skips and failures:", "", *problems]
     return "\n".join(lines) + "\n"
+
+
+PAGE_INTRO = """# Benchmarks
+
+Speed of the library against PyTorch, SciPy and the machine's own matrix-multiply rate, measured
+side by side in one process by `make bench` (`benchmarks/run.py`); every run writes its raw figures
+to `benchmarks/results/<machine>-<date>.json`. This page is generated from those files by
+`make docs` (`python -m benchmarks.report --page docs/benchmarks.md`): the newest full runs first.
+A ratio is reported only when the equal-work checks of its benchmark passed. Speed is never
+asserted in the test suite.
+"""
+
+
+def full_runs(results_dir) -> list:
+    """The full-size (not partial, not tiny) benchmark records in ``results_dir``, newest first."""
+    import json
+    from pathlib import Path
+
+    docs = []
+    for p in sorted(Path(results_dir).glob("*.json")):
+        if p.stem.endswith("-partial"):
+            continue
+        doc = json.loads(p.read_text())
+        if doc.get("size") == "full":
+            doc.setdefault("json_path", f"benchmarks/results/{p.name}")
+            docs.append(doc)
+    return sorted(docs, key=lambda d: d["started"], reverse=True)
+
+
+def page(results_dir, keep: int = 2) -> str:
+    """``docs/benchmarks.md``: the ``keep`` newest full runs, each as `markdown` renders it."""
+    docs = full_runs(results_dir)[:keep]
+    if not docs:
+        return PAGE_INTRO + "\nNo full benchmark run has been recorded yet.\n"
+    return PAGE_INTRO + "\n" + "\n".join(markdown(d) for d in docs)
+
+
+if __name__ == "__main__":
+    import argparse
+    from pathlib import Path
+
+    ap = argparse.ArgumentParser(description="write the benchmarks page from benchmarks/results/")
+    ap.add_argument("--page", type=Path, required=True, help="output Markdown file")
+    ap.add_argument("--results", type=Path, default=Path(__file__).resolve().parent / "results")
+    args = ap.parse_args()
+    args.page.parent.mkdir(parents=True, exist_ok=True)
+    args.page.write_text(page(args.results))
+    print(f"wrote {args.page}")

@@ -28,9 +28,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import attacks
-from spheres import data as sdata
-from spheres.models import SphereMLP, count_params
-from spheres.train import OnlineData, create_train_state, make_optimizer, make_train_chunk, variables_of
+from spheres.sphere import data as sdata
+from spheres.sphere.models import SphereMLP, count_params
+from spheres.sphere.train import OnlineData, create_train_state, make_optimizer, make_train_chunk, variables_of
 
 from . import _harness as H
 

@@ -4,7 +4,7 @@ Models: the ReLU net d-1000-1000-1 with BatchNorm (``SphereMLP``) and the quadra
 (``QuadraticNet``, h = 1000). Every implementation draws a fresh two-sphere batch each step (the
 sampling is part of the work on both sides) and does ``steps`` optimiser steps per call:
 
-* ``jax-scan``: ``spheres.train.make_train_chunk`` (``steps`` steps in one jitted ``lax.scan``);
+* ``jax-scan``: ``spheres.sphere.train.make_train_chunk`` (``steps`` steps in one jitted ``lax.scan``);
 * ``jax-step-loop`` (ReLU net): ``jit(online_batch + train_step)`` called once per step from Python;
 * ``torch-eager``: the same network, ``torch.optim.Adam``, ``BCEWithLogitsLoss``, same threads;
 * ``torch-compile``: the same with ``torch.compile`` on the model (forward and backward) and on
@@ -29,9 +29,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from spheres import data as sdata
-from spheres.models import QuadraticNet, SphereMLP, count_params
-from spheres.train import (OnlineData, create_train_state, make_optimizer, make_train_chunk,
+from spheres.sphere import data as sdata
+from spheres.sphere.models import QuadraticNet, SphereMLP, count_params
+from spheres.sphere.train import (OnlineData, create_train_state, make_optimizer, make_train_chunk,
                            train_step, variables_of)
 
 from . import _harness as H

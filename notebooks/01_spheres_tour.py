@@ -47,7 +47,7 @@ import numpy as np
 import attacks
 import spheres
 import theory
-from spheres.train import OnlineData, train, variables_of
+from spheres.sphere.train import OnlineData, train, variables_of
 
 SIZES = {
     # d, hidden widths, Adam learning rate, training steps (a multiple of `chunk`), steps between the
@@ -102,7 +102,7 @@ save(fig, "data")
 # %% [markdown]
 # ## 2. Train a ReLU network on online data
 #
-# `spheres.train.train` runs chunks of `chunk` steps inside one jitted `lax.scan`; the `on_chunk`
+# `spheres.sphere.train.train` runs chunks of `chunk` steps inside one jitted `lax.scan`; the `on_chunk`
 # hook receives the state after every chunk: we log its metrics and keep the variables of every
 # `measure_every` steps to measure later.
 

@@ -45,7 +45,7 @@ from matplotlib.ticker import NullFormatter
 
 import spheres
 import theory
-from spheres.train import OnlineData, train, variables_of
+from spheres.sphere.train import OnlineData, train, variables_of
 
 SIZES = {
     # measure_every: steps between snapshots whose network error rate is measured (a multiple of chunk)

@@ -81,7 +81,7 @@ if not RUN_DIRS:
     preset, overrides = SIZES[SIZE]
     cfg = make_config(EXPERIMENT, preset, overrides, seed=SEED)
     print(f"fresh run, preset {preset!r} ({get(EXPERIMENT).config_cls.COST.get(preset, '?')} at the preset's size)")
-    run_experiment(EXPERIMENT, cfg, out / f"run-{SIZE}")
+    run_experiment(EXPERIMENT, config=cfg, out_dir=out / f"run-{SIZE}")
     RUN_DIRS = [out / f"run-{SIZE}"]
 
 runs = []

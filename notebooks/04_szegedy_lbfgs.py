@@ -19,10 +19,10 @@
 #
 # "Intriguing properties of neural networks" on image data. This notebook
 #
-# 1. trains a few of the paper's models (`spheres.image_models.paper_model`: softmax regression
+# 1. trains a few of the paper's models (`spheres.images.models.paper_model`: softmax regression
 #    FC10(λ) with weight decay λ, the sigmoid MLP FC100-100-10, a small conv net),
 # 2. makes **targeted box-constrained L-BFGS** adversarial examples (`attacks.lbfgs` with the search
-#    over the penalty c, driven by `spheres.experiments.szegedy.lbfgs_examples`) and shows them with
+#    over the penalty c, driven by `spheres.images.adversarial.lbfgs_examples`) and shows them with
 #    their distortion $\sqrt{\sum_i (x'_i - x_i)^2 / 784}$,
 # 3. evaluates every model on every model's examples (the **transfer matrix**, Table 2), beside
 #    Gaussian noise of comparable size,
@@ -51,10 +51,13 @@ import jax
 import matplotlib.pyplot as plt
 import numpy as np
 
-from spheres import image_data as idata
-from spheres import image_models as im
-from spheres import image_train as itrain
-from spheres.experiments import szegedy
+from spheres.experiments import szegedy_table1
+from spheres.images import adversarial
+from spheres.images import data as idata
+from spheres.images import models as im
+from spheres.images import train as itrain
+from spheres.images.evaluate import evaluate, label_purity
+from spheres.keys import named_keys, stream_key
 
 SIZES = {
     # models: trained; attack_models: get L-BFGS examples (rows of the transfer matrix);
@@ -65,7 +68,7 @@ SIZES = {
                   conv_epochs=0, conv_channels=(8, 16), n_probe=32, power_iters=10,
                   units_model="FC100-100-10", n_directions=4, top_k=6, n_search=500),
     "full": dict(n_train=None, n_test=None, epochs=50, pretrain_epochs=50, batch=100, lr=1e-3,
-                 models=szegedy.TABLE1_MODELS, attack_models=szegedy.TABLE1_MODELS,
+                 models=im.SZEGEDY_TABLE1_MODELS, attack_models=im.SZEGEDY_TABLE1_MODELS,
                  n_attack=1000, c_rounds=10, lbfgs_maxiter=200, noise_sigmas=(0.1, 0.3),
                  conv_epochs=20, conv_channels=(16, 32), n_probe=1000, power_iters=50,
                  units_model="FC100-100-10", n_directions=8, top_k=8, n_search=10_000),
@@ -73,7 +76,7 @@ SIZES = {
 P = SIZES[SIZE]
 out = Path(OUT_DIR)
 out.mkdir(parents=True, exist_ok=True)
-keys = szegedy.named_keys(SEED, ("attack", "noise", "units", "directions", "probe"))
+keys = named_keys(SEED, ("attack", "noise", "units", "directions", "probe"))
 
 ds = idata.take(idata.load_dataset(DATASET, DATA_DIR), P["n_train"], P["n_test"])
 names = idata.CLASS_NAMES[ds.name]
@@ -88,7 +91,7 @@ def save(fig, name):
 # %% [markdown]
 # ## 1. Train the models
 #
-# `image_train.train_recipe` trains each model by its recipe (loss, Szegedy's per-layer weight decay
+# `spheres.images.train.train_recipe` trains each model by its recipe (loss, Szegedy's per-layer weight decay
 # $\lambda_i \sum W_i^2 / k_i$, autoencoder pre-training for AE400-10).
 
 # %%
@@ -97,10 +100,10 @@ for name in P["models"] + ("conv",):
     recipe = im.paper_model(name, conv_channels=P["conv_channels"])
     epochs = P["conv_epochs"] if name == "conv" else P["epochs"]
     settings = itrain.settings_for(recipe, epochs=epochs, batch=P["batch"], lr=P["lr"])
-    variables = itrain.train_recipe(recipe, settings, ds.x_train, ds.y_train, key=szegedy.model_key(SEED, name),
+    variables = itrain.train_recipe(recipe, settings, ds.x_train, ds.y_train, key=stream_key(SEED, f"train/{name}"),
                                     pretrain_epochs=P["pretrain_epochs"])
-    train_ev = itrain.evaluate(recipe.module, variables, ds.x_train, ds.y_train)
-    test_ev = itrain.evaluate(recipe.module, variables, ds.x_test, ds.y_test)
+    train_ev = evaluate(recipe.module, variables, ds.x_train, ds.y_train)
+    test_ev = evaluate(recipe.module, variables, ds.x_test, ds.y_test)
     models[name] = {"recipe": recipe, "variables": variables, "train_error": train_ev.error,
                     "test_error": test_ev.error, "epochs": epochs}
     print(f"{name:>14}: {epochs} epochs, train error {train_ev.error:.1%}, test error {test_ev.error:.1%}")
@@ -117,14 +120,14 @@ x_att, y_att = ds.x_test[:P["n_attack"]], ds.y_test[:P["n_attack"]]
 examples = {}
 for name in P["attack_models"]:
     m = models[name]
-    examples[name] = szegedy.lbfgs_examples(m["recipe"], m["variables"], x_att, y_att,
-                                            key=jax.random.fold_in(keys["attack"], len(examples)),
-                                            c_rounds=P["c_rounds"], maxiter=P["lbfgs_maxiter"],
-                                            chunk=P["n_attack"])
-    m["stats"] = szegedy.example_stats(examples[name])
-    paper = szegedy.PAPER_TABLE1.get(name, (None,) * 3)
+    examples[name] = adversarial.lbfgs_examples(m["recipe"], m["variables"], x_att, y_att,
+                                                key=jax.random.fold_in(keys["attack"], len(examples)),
+                                                c_rounds=P["c_rounds"], maxiter=P["lbfgs_maxiter"],
+                                                chunk=P["n_attack"])
+    m["stats"] = adversarial.example_stats(examples[name])
+    paper = szegedy_table1.PAPER[name]["distortion"].value if name in szegedy_table1.PAPER else None
     print(f"{name:>14}: attack success {m['stats']['attack_success_rate']:.0%}, mean distortion "
-          f"{m['stats']['mean_distortion']:.4f} (paper, MNIST: {paper[2]}), all in [0, 1]: "
+          f"{m['stats']['mean_distortion']:.4f} (paper, MNIST: {paper}), all in [0, 1]: "
           f"{m['stats']['targets_reached_in_box']}")
 
 k = 6
@@ -166,10 +169,10 @@ save(fig, "distortion")
 # %%
 rows = {name: (ex["x_adv"], ex["y"], ex["success"]) for name, ex in examples.items()}
 for i, sigma in enumerate(P["noise_sigmas"]):
-    rows[f"noise σ={sigma:g}"] = (szegedy.gaussian_noise(jax.random.fold_in(keys["noise"], i), x_att, sigma),
+    rows[f"noise σ={sigma:g}"] = (adversarial.gaussian_noise(jax.random.fold_in(keys["noise"], i), x_att, sigma),
                                   y_att, np.ones(len(y_att), bool))
 rows["clean"] = (x_att, y_att, np.ones(len(y_att), bool))
-matrix = szegedy.transfer_matrix({n: models[n] for n in P["models"]}, rows)
+matrix = adversarial.transfer_matrix({n: models[n] for n in P["models"]}, rows)
 
 cols = list(P["models"])
 grid = np.array([[matrix[r][c] for c in cols] for r in matrix])
@@ -202,8 +205,8 @@ v = np.array(jax.random.normal(keys["directions"], (P["n_directions"], feats.sha
 v /= np.linalg.norm(v, axis=1, keepdims=True)
 top_unit = np.argsort(-feats[:, units], axis=0)[:P["top_k"]].T
 top_random = np.argsort(-(feats @ v.T), axis=0)[:P["top_k"]].T
-purity = {"units": [szegedy.label_purity(y_s[i]) for i in top_unit],
-          "random directions": [szegedy.label_purity(y_s[i]) for i in top_random]}
+purity = {"units": [label_purity(y_s[i]) for i in top_unit],
+          "random directions": [label_purity(y_s[i]) for i in top_random]}
 
 tops = [("unit", u, t) for u, t in zip(units, top_unit)] + [("random v", j, t) for j, t in enumerate(top_random)]
 fig, axes = plt.subplots(len(tops), P["top_k"], figsize=(1.2 * P["top_k"] + 1.5, 1.25 * len(tops)))
@@ -211,7 +214,7 @@ for r, (kind, which, idx) in enumerate(tops):
     for j, e in enumerate(idx):
         axes[r, j].imshow(x_s[e], cmap="gray", vmin=0, vmax=1)
         axes[r, j].set_axis_off()
-    p = szegedy.label_purity(y_s[idx])
+    p = label_purity(y_s[idx])
     axes[r, 0].text(-0.3, 0.5, f"{kind} {which}\npurity {p:.2f}", transform=axes[r, 0].transAxes,
                     ha="right", va="center", fontsize=8)
 fig.suptitle(f"Top test images: single units (top rows) vs random directions (bottom rows)\n"
@@ -231,8 +234,8 @@ print({k_: float(np.mean(v_)) for k_, v_ in purity.items()})
 x_probe = ds.x_test[:P["n_probe"]]
 lip = {}
 for name, m in models.items():
-    layers = szegedy.layer_bounds(m["recipe"], m["variables"])
-    jac = szegedy.jacobian_norms(m["recipe"], m["variables"], x_probe, key=keys["probe"], iters=P["power_iters"])
+    layers = adversarial.layer_bounds(m["recipe"], m["variables"])
+    jac = adversarial.jacobian_norms(m["recipe"], m["variables"], x_probe, key=keys["probe"], iters=P["power_iters"])
     lip[name] = {"layers": layers, "product": float(np.prod([l["bound"] for l in layers])),
                  "product_with_activations": float(np.prod([l["bound"] * l["activation_lipschitz"] for l in layers])),
                  "max_jacobian_norm": float(jac.max())}

@@ -52,10 +52,13 @@ import numpy as np
 
 import attacks
 import theory
-from spheres import image_data as idata
-from spheres import image_models as im
-from spheres import image_train as itrain
-from spheres.experiments import goodfellow, szegedy
+from spheres.experiments import goodfellow_adversarial_training, goodfellow_fgsm
+from spheres.images import adversarial
+from spheres.images import data as idata
+from spheres.images import models as im
+from spheres.images import train as itrain
+from spheres.images.evaluate import evaluate, predict_logits
+from spheres.keys import stream_key
 
 SIZES = {
     "small": dict(n_train=2000, n_test=500, n_binary_train=1000, n_binary_test=200, epochs=4, batch=50,
@@ -84,11 +87,12 @@ def save(fig, name):
 
 
 def train(name, data, **adversarial):
-    """One of the paper's models (`image_models.paper_model`) trained by `image_train.train_recipe`."""
+    """One of the paper's models (`spheres.images.models.paper_model`) trained by
+    `spheres.images.train.train_recipe`."""
     recipe = im.paper_model(name, maxout_units=P["maxout_units"])
     settings = itrain.settings_for(recipe, epochs=P["epochs"], batch=P["batch"], lr=P["lr"], **adversarial)
     variables = itrain.train_recipe(recipe, settings, data.x_train, data.y_train,
-                                    key=szegedy.model_key(SEED, name))   # same init and batches for every variant
+                                    key=stream_key(SEED, f"train/{name}"))   # same init and batches for every variant
     return recipe, variables
 
 
@@ -108,14 +112,14 @@ w = np.asarray(v_logreg["params"]["dense_0"]["kernel"][:, 0])
 b = float(v_logreg["params"]["dense_0"]["bias"][0])
 x_b = binary.x_test.reshape(len(binary.x_test), -1)
 y_b = binary.y_test
-z = np.asarray(itrain.predict_logits(logreg.module, v_logreg, binary.x_test))
+z = np.asarray(predict_logits(logreg.module, v_logreg, binary.x_test))
 w_l1 = float(jnp.sum(jnp.abs(jnp.asarray(w))))
 print(f"clean test error {np.mean((z > 0) != (y_b == 1)):.1%}; ||w||_1 = {w_l1:.2f}; "
       f"logit change at eps = {EPS}: {float(theory.fgsm_linear_logit_change(jnp.asarray(w), EPS)):.2f}")
 
 f_logreg = im.apply_fn(logreg.module)
 res = attacks.fgsm(f_logreg, jnp.asarray(x_b), jnp.asarray(y_b), eps=EPS, params=v_logreg)   # no box
-z_adv = np.asarray(itrain.predict_logits(logreg.module, v_logreg, np.asarray(res.x_adv).reshape(binary.x_test.shape)))
+z_adv = np.asarray(predict_logits(logreg.module, v_logreg, np.asarray(res.x_adv).reshape(binary.x_test.shape)))
 change_gap = float(np.max(np.abs(np.abs(z_adv - z) - float(theory.fgsm_linear_logit_change(jnp.asarray(w), EPS)))))
 print(f"max | |z_adv - z| - eps ||w||_1 | over {len(z)} test points: {change_gap:.2e}")
 
@@ -133,7 +137,7 @@ margin = z * (2 * y_b - 1)     # signed logit: > 0 when correct
 closed_error = [float(np.mean(margin <= float(theory.fgsm_linear_logit_change(jnp.asarray(w), e)))) for e in grid]
 attack_error = [float(np.mean(np.asarray(attacks.fgsm(f_logreg, jnp.asarray(x_b), jnp.asarray(y_b), eps=e,
                                                        params=v_logreg).success))) for e in EPS_GRID]
-boxed_error = [goodfellow.fgsm_evaluation(logreg, v_logreg, binary.x_test, y_b, e, clip=True)[0].error
+boxed_error = [adversarial.fgsm_evaluation(logreg, v_logreg, binary.x_test, y_b, e, clip=True)[0].error
                if e > 0 else float(np.mean((z > 0) != (y_b == 1))) for e in EPS_GRID]
 
 fig, ax = plt.subplots(1, 4, figsize=(17, 3.8))
@@ -168,20 +172,20 @@ zoo = {"softmax": (*train("softmax", ds), ds), "maxout": (*train("maxout-240", d
        "logreg": (logreg, v_logreg, binary)}
 curves = {}
 for name, (recipe, variables, data) in zoo.items():
-    evs = [goodfellow.fgsm_evaluation(recipe, variables, data.x_test, data.y_test, e, clip=True)[0] if e > 0
-           else itrain.evaluate(recipe.module, variables, data.x_test, data.y_test) for e in EPS_GRID]
+    evs = [adversarial.fgsm_evaluation(recipe, variables, data.x_test, data.y_test, e, clip=True)[0] if e > 0
+           else evaluate(recipe.module, variables, data.x_test, data.y_test) for e in EPS_GRID]
     curves[name] = {"error": [e.error for e in evs], "confidence_on_mistakes": [e.confidence_on_mistakes for e in evs]}
-    paper = goodfellow.PAPER_FGSM[name]
+    paper = goodfellow_fgsm.PAPER[name]
     i = EPS_GRID.index(EPS)
     print(f"{name:>8}: clean error {evs[0].error:.1%}; at eps = {EPS}: error {evs[i].error:.1%}, "
-          f"confidence on mistakes {evs[i].confidence_on_mistakes:.1%} (paper, MNIST: {paper[0]:.1%}, "
-          f"{'-' if paper[1] is None else f'{paper[1]:.1%}'})")
+          f"confidence on mistakes {evs[i].confidence_on_mistakes:.1%} (paper, MNIST: {paper['fgsm_error'].value}, "
+          f"{paper['confidence'].value if 'confidence' in paper else '-'})")
 
 recipe, variables, _ = zoo["maxout"]
 x_show, y_show = ds.x_test[:6], ds.y_test[:6]
-x_adv_show, _ = goodfellow.fgsm_examples(recipe, variables, x_show, y_show, EPS, clip=True)
-pred_clean = itrain.evaluate(recipe.module, variables, x_show, y_show)
-pred_adv = itrain.evaluate(recipe.module, variables, x_adv_show, y_show)
+x_adv_show, _ = adversarial.fgsm_examples(recipe, variables, x_show, y_show, EPS, clip=True)
+pred_clean = evaluate(recipe.module, variables, x_show, y_show)
+pred_adv = evaluate(recipe.module, variables, x_adv_show, y_show)
 
 fig = plt.figure(figsize=(15, 4.2))
 gs = fig.add_gridspec(2, 8)
@@ -206,7 +210,7 @@ save(fig, "fgsm_error_vs_eps")
 # ## 3. Adversarial training
 #
 # Logistic regression: the adversarial objective has a closed form (`theory.adversarial_logistic_loss`,
-# used by `image_train` with `adversarial="logistic_closed_form"`): like L1 weight decay, but inside
+# used by `spheres.images.train` with `adversarial="logistic_closed_form"`): like L1 weight decay, but inside
 # the loss, so it stops pushing once the margin is large. Maxout: FGSM examples regenerated against
 # the current parameters at every step (`adversarial="fgsm"`), α = 0.5.
 
@@ -219,38 +223,39 @@ adv_curves = {}
 for name, (plain, adv, data) in pairs.items():
     adv_curves[name] = {}
     for label, (r, v) in (("plain", plain), ("adversarial", adv)):
-        evs = [goodfellow.fgsm_evaluation(r, v, data.x_test, data.y_test, e, clip=True)[0] if e > 0
-               else itrain.evaluate(r.module, v, data.x_test, data.y_test) for e in EPS_GRID]
+        evs = [adversarial.fgsm_evaluation(r, v, data.x_test, data.y_test, e, clip=True)[0] if e > 0
+               else evaluate(r.module, v, data.x_test, data.y_test) for e in EPS_GRID]
         adv_curves[name][label] = {"error": [e.error for e in evs],
                                    "confidence_on_mistakes": [e.confidence_on_mistakes for e in evs]}
 # transfer at EPS: examples made against one maxout, evaluated on the other
-x_pl, _ = goodfellow.fgsm_examples(*pairs["maxout"][0], ds.x_test, ds.y_test, EPS, clip=True)
-x_ad, _ = goodfellow.fgsm_examples(*pairs["maxout"][1], ds.x_test, ds.y_test, EPS, clip=True)
-transfer = {"plain -> adversarially trained": itrain.evaluate(maxout_adv.module, v_maxout_adv, x_pl, ds.y_test).error,
-            "adversarially trained -> plain": itrain.evaluate(zoo["maxout"][0].module, zoo["maxout"][1], x_ad, ds.y_test).error}
+x_pl, _ = adversarial.fgsm_examples(*pairs["maxout"][0], ds.x_test, ds.y_test, EPS, clip=True)
+x_ad, _ = adversarial.fgsm_examples(*pairs["maxout"][1], ds.x_test, ds.y_test, EPS, clip=True)
+transfer = {"plain -> adversarially trained": evaluate(maxout_adv.module, v_maxout_adv, x_pl, ds.y_test).error,
+            "adversarially trained -> plain": evaluate(zoo["maxout"][0].module, zoo["maxout"][1], x_ad, ds.y_test).error}
 for name, c in adv_curves.items():
     i = EPS_GRID.index(EPS)
     print(f"{name}: clean error plain {c['plain']['error'][0]:.1%} / adversarial {c['adversarial']['error'][0]:.1%}; "
           f"FGSM error at eps = {EPS}: plain {c['plain']['error'][i]:.1%} / adversarial {c['adversarial']['error'][i]:.1%}")
-print({k_: f"{v_:.1%}" for k_, v_ in transfer.items()}, "(paper, MNIST maxout:", goodfellow.PAPER_TRANSFER, ")")
+print({k_: f"{v_:.1%}" for k_, v_ in transfer.items()},
+      "(paper, MNIST maxout:", {k_: goodfellow_adversarial_training.PAPER[k_].value for k_ in transfer}, ")")
 
 # %% [markdown]
 # **Label leaking.** FGSM with the true label writes $\mathrm{sign}(\nabla_x J(x, y))$ into the image, and a
 # net trained on such examples can learn to read $y$ back from it (Kurakin, Goodfellow & Bengio 2017): on the
 # full Fashion-MNIST run the adversarially trained maxout erred *less* on FGSM examples (5.0 %) than on clean
 # images (11.2 %). Two label-free attacks at the same ε tell real robustness from leaking
-# (`goodfellow.label_free_robustness`): FGSM away from the model's own prediction ŷ, and L∞ PGD
-# (`goodfellow.PGD_STEPS` steps of 2.5ε/steps, one random start), both judged against the true label.
+# (`spheres.images.adversarial.label_free_robustness`): FGSM away from the model's own prediction ŷ, and L∞ PGD
+# (`adversarial.PGD_STEPS` steps of 2.5ε/steps, one random start), both judged against the true label.
 
 # %%
 leaking = {}
 for label, (r, v) in (("plain", pairs["maxout"][0]), ("adversarial", pairs["maxout"][1])):
-    clean = itrain.evaluate(r.module, v, ds.x_test, ds.y_test)     # for ŷ; its error is the curve's ε = 0
-    free = goodfellow.label_free_robustness(r, v, ds.x_test, ds.y_test, clean.predictions, EPS, clip=True,
-                                            key=szegedy.model_key(SEED, f"pgd/{label}"))
+    clean = evaluate(r.module, v, ds.x_test, ds.y_test)     # for ŷ; its error is the curve's ε = 0
+    free = adversarial.label_free_robustness(r, v, ds.x_test, ds.y_test, clean.predictions, EPS, clip=True,
+                                             key=stream_key(SEED, f"train/pgd/{label}"))
     leaking[label] = {"clean_error": clean.error, "fgsm_error": adv_curves["maxout"][label]["error"][EPS_GRID.index(EPS)],
                       **free}
-print(f"maxout at eps = {EPS}:      clean   FGSM(y)  FGSM(ŷ)  PGD-{goodfellow.PGD_STEPS}")
+print(f"maxout at eps = {EPS}:      clean   FGSM(y)  FGSM(ŷ)  PGD-{adversarial.PGD_STEPS}")
 for label, row in leaking.items():
     print(f"  {label:12s} training {row['clean_error']:7.1%} {row['fgsm_error']:8.1%} "
           f"{row['fgsm_predicted_label_error']:8.1%} {row['pgd_error']:8.1%}")

@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     rp = sub.add_parser("report", help="paper-vs-ours Markdown report from run directories")
     rp.add_argument("run_dirs", type=Path, nargs="+")
     rp.add_argument("--out", type=Path, default=None, help="write the report here (default: stdout)")
+    rp.add_argument("--paper", choices=("gilmer", "szegedy", "goodfellow"), default=None,
+                    help="write the results page of one paper from a directory of archived runs")
     return p
 
 
@@ -157,6 +159,7 @@ def _cmd_run(args) -> int:
     from .config import ConfigError
 
     exp = experiments.get(args.experiment)
+    preset = exp.config_cls.canonical_preset(args.preset)
     overrides = list(args.overrides)
     if args.data_dir is not None:
         if "data_dir" not in {f.name for f in dataclasses.fields(exp.config_cls)}:
@@ -164,18 +167,16 @@ def _cmd_run(args) -> int:
                               f"szegedy-* and goodfellow-* experiments")
         overrides.append(f"data_dir={args.data_dir}")
         # the quick presets read the shipped sample; a data directory means the full data set
-        if (exp.config_cls.preset(args.preset).dataset == "fashion_mnist_sample"
+        if (exp.config_cls.preset(preset).dataset == "fashion_mnist_sample"
                 and not any(o.startswith("dataset=") for o in overrides)):
             overrides.append("dataset=fashion_mnist")
-    cfg = experiments.make_config(args.experiment, args.preset, overrides, args.seed)
-    out = args.out or Path("runs") / f"{args.experiment}-{args.preset}-s{cfg.seed}"
-    print(f"spheres: {args.experiment} --preset {args.preset} -> {out}", file=sys.stderr)
-    cfg.preflight()
+    seed = args.seed if args.seed is not None else experiments.make_config(args.experiment, preset, overrides).seed
+    out = args.out or Path("runs") / f"{args.experiment}-{preset}-s{seed}"
+    print(f"spheres: {args.experiment} --preset {preset} -> {out}", file=sys.stderr)
     _enable_compile_cache()
-    run_dir = experiments.RunDir.open(out, args.experiment, cfg, force=args.force)
-    run_dir.update_manifest(preset=args.preset, overrides=overrides)
-    summary = exp.run(cfg, run_dir, progress=not args.no_progress)
-    print(exp.table(summary) if exp.table else json.dumps(summary, indent=2))
+    summary = experiments.run_experiment(args.experiment, out, preset=preset, overrides=overrides,
+                                         seed=args.seed, force=args.force, progress=not args.no_progress)
+    print(exp.table(summary).text())
     print(f"results in {out}", file=sys.stderr)
     return 0
 
@@ -191,16 +192,24 @@ def _cmd_show(args) -> int:
         steps = run["metrics"][-1]["step"] if run["metrics"] else 0
         print(f"(unfinished: last logged step {steps}; rerun the same command to resume)")
         return 0
-    exp = experiments.get(name)
-    print(exp.table(run["summary"]) if exp.table else json.dumps(run["summary"], indent=2))
+    print(experiments.get(name).table(run["summary"]).text())
     return 0
 
 
 def _cmd_report(args) -> int:
-    from .report import build_report
-    from .results import atomic_write_bytes
+    from .report import build_report, results_page
+    from .results import atomic_write_bytes, refuse_run_file
 
-    text = build_report(args.run_dirs, args.out)
+    if args.paper and not args.out:
+        raise ValueError("--paper writes a results page: give its file with --out")
+    if args.out:
+        refuse_run_file(args.out)
+    if args.paper:
+        if len(args.run_dirs) != 1:
+            raise ValueError("--paper takes one directory of archived runs (e.g. docs/runs)")
+        text = results_page(args.paper, args.run_dirs[0], args.out)
+    else:
+        text = build_report(args.run_dirs, args.out)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(args.out, text.encode())

@@ -53,20 +53,43 @@ def _parse_value(name: str, text: str, typ) -> Any:
     raise ConfigError(f"--set {name}: cannot parse values of type {typ}")
 
 
+PRESET_NAMES = ("quick", "medium", "paper")
+PRESET_ALIASES = {"full": "paper"}   # the image experiments' former name of their paper scale
+
+
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Base class of experiment configs. Subclasses declare fields, ``PRESETS`` and ``validate``."""
+    """Base class of experiment configs. Subclasses declare fields, ``PRESETS`` and ``validate``.
+
+    Every experiment has the presets ``quick`` (a laptop CPU in minutes), ``medium`` and ``paper``
+    (the paper's scale); ``full`` is accepted as an alias of ``paper``.
+    """
 
     PRESETS: typing.ClassVar[dict[str, dict]] = {}
     COST: typing.ClassVar[dict[str, str]] = {}
 
     @classmethod
-    def preset(cls, name: str = "quick") -> "Config":
+    def canonical_preset(cls, name: str) -> str:
+        """``name`` with aliases resolved (``full`` -> ``paper``); an unknown name is a ConfigError."""
+        name = PRESET_ALIASES.get(name, name)
         if name not in cls.PRESETS:
-            raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(cls.PRESETS)}")
-        cfg = cls(**cls.PRESETS[name])
+            raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(cls.PRESETS)} "
+                              f"(full is an alias of paper)")
+        return name
+
+    @classmethod
+    def preset(cls, name: str = "quick") -> "Config":
+        cfg = cls(**cls.PRESETS[cls.canonical_preset(name)])
         cfg.validate()
         return cfg
+
+    @classmethod
+    def preset_of(cls, config: "Config") -> str:
+        """The preset whose config equals ``config`` apart from the seed, else ``custom``."""
+        for name in cls.PRESETS:
+            if dataclasses.replace(cls(**cls.PRESETS[name]), seed=getattr(config, "seed", 0)) == config:
+                return name
+        return "custom"
 
     def override(self, assignments: list[str] | dict[str, Any]) -> "Config":
         """Apply ``["key=value", ...]`` (strings parsed by the field's type) or a dict of values."""

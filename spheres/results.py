@@ -1,4 +1,4 @@
-"""Run directories: one layout for every experiment (DESIGN.md, "Contracts").
+"""Run directories: one layout for every experiment (docs/design.md, "Contracts").
 
 ```
 RUN/
@@ -133,6 +133,8 @@ class RunDir:
         self.path = Path(path)
         self.experiment = experiment
         self.config = config
+        self.preset = "custom"       # the preset the run was started with (`set_origin`)
+        self.overrides: list[str] = []
         self._t0 = time.time()
 
     # -- opening -----------------------------------------------------------------------------
@@ -188,6 +190,11 @@ class RunDir:
         return rd
 
     # -- writing -----------------------------------------------------------------------------
+    def set_origin(self, preset: str, overrides: list[str]) -> None:
+        """Record how the run was asked for: its preset and ``key=value`` overrides (manifest)."""
+        self.preset, self.overrides = preset, list(overrides)
+        self.update_manifest(preset=preset, overrides=self.overrides)
+
     def update_manifest(self, **fields) -> None:
         p = self.path / "manifest.json"
         m = read_json(p)
@@ -297,6 +304,18 @@ def _clear_run(path: Path) -> None:
                 shutil.rmtree(p)
             else:
                 p.unlink()
+
+
+def refuse_run_file(path: Path | str) -> None:
+    """Raise ``FileExistsError`` when ``path`` would be a file inside a run directory (a directory
+    holding ``config.json``): reports and exports never write over a run's own files."""
+    path = Path(path)
+    for parent in (path.parent, *path.parent.parents):
+        if (parent / "config.json").is_file() and (parent / "manifest.json").is_file():
+            raise FileExistsError(f"{path} is inside the run directory {parent}; write the report "
+                                  f"elsewhere (a run's own files are never overwritten)")
+        if parent == parent.parent:
+            break
 
 
 def load_run(path: Path | str) -> dict:

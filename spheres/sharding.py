@@ -7,7 +7,10 @@ CPU with ``XLA_FLAGS=--xla_force_host_platform_device_count=4``.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import jax
+import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 
@@ -33,3 +36,57 @@ def check_batch_divides(batch: int, mesh: Mesh, what: str = "batch") -> None:
     if batch % n:
         raise ValueError(f"{what} size {batch} is not divisible by the {n} visible devices; "
                          f"choose a multiple of {n} (e.g. --set {what}={max(n, batch // n * n)})")
+
+
+# ------------------------------------------------------------------ row blocks for evaluation
+
+# Rows per device of one model call on CPU: XLA:CPU's GEMMs slow down on very tall operands.
+AUTO_CPU_BLOCK = 2048
+
+
+def eval_block(block: int | str | None = "auto") -> int | None:
+    """Rows per model call for ``block``: ``"auto"`` is `AUTO_CPU_BLOCK` on CPU and ``None`` (all rows)
+    elsewhere; an int >= 1; or ``None``."""
+    if isinstance(block, str) and block == "auto":
+        return AUTO_CPU_BLOCK if jax.default_backend() == "cpu" else None
+    return _positive_int_or_none(block, "block", " or 'auto'")
+
+
+def _positive_int_or_none(value, name: str, alternatives: str = ""):
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive int, None{alternatives}, got {value!r}")
+    return int(value)
+
+
+def map_row_blocks(f: Callable, x: jax.Array, max_rows: int | None, *, groups: int | None = None):
+    """``f(x)`` computed on blocks of rows of ``x (B, ...)``, one block after another (``lax.map``).
+
+    ``f`` must treat rows independently (``f(x)[i]`` depends on ``x[i]`` only) and return arrays
+    (or a pytree of them) with leading axis ``B``. The rows are seen as ``groups`` contiguous
+    groups (default ``jax.device_count()``: the shards of a batch-sharded ``x``), each split into
+    ``k`` contiguous runs of ``r <= max_rows`` rows; block ``j`` is run ``j`` of every group, so a
+    sharded batch stays on its devices and each device evaluates at most ``max_rows`` rows per
+    call. ``x`` is zero-padded to ``groups · k · r`` rows (one compiled shape; the padding rows are
+    dropped). With ``max_rows=None`` or ``B <= groups · max_rows`` it is ``f(x)``.
+    """
+    max_rows = _positive_int_or_none(max_rows, "max_rows")
+    groups = _positive_int_or_none(groups, "groups")
+    B = x.shape[0]
+    G = jax.device_count() if groups is None else groups
+    if max_rows is None or B <= G * max_rows:
+        return f(x)
+    k = -(-B // (G * max_rows))
+    r = -(-B // (G * k))
+    pad = G * k * r - B
+    if pad:
+        x = jnp.concatenate([x, jnp.zeros((pad, *x.shape[1:]), x.dtype)])
+    tail = x.shape[1:]
+    blocks = jnp.swapaxes(x.reshape(G, k, r, *tail), 0, 1)           # (k, G, r, ...)
+
+    def one(xb):
+        return jax.tree.map(lambda o: o.reshape(G, r, *o.shape[1:]), f(xb.reshape(G * r, *tail)))
+
+    out = jax.lax.map(one, blocks)                                   # leaves (k, G, r, ...)
+    return jax.tree.map(lambda o: jnp.swapaxes(o, 0, 1).reshape(G * k * r, *o.shape[3:])[:B], out)

@@ -1,4 +1,4 @@
-"""Property harness run over every attack × a binary and a multi-class model (STYLE.md #10).
+"""Property harness run over every attack × a binary and a multi-class model (docs/design.md, "Contracts").
 
 For each attack configuration it checks: the returned point satisfies the attack's constraint
 (ε-ball, box, sphere radius, search radius); ``success``, ``distance`` and ``loss`` agree with

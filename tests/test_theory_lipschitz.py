@@ -215,7 +215,7 @@ def test_model_product_bound_bounds_the_network():
 
 
 def test_model_bound_reports_what_it_skips():
-    from spheres.models import QuadraticNet
+    from spheres.sphere.models import QuadraticNet
     v = QuadraticNet(hidden=4).init(jax.random.key(0), jnp.ones((1, 3)))
     res = theory.model_lipschitz_bound(v)
     assert set(res.skipped) == {"W", "w", "b"} and res.per_layer == {}

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import theory
-from spheres.models import QuadraticNet, perfect_quadratic_variables
+from spheres.sphere.models import QuadraticNet, perfect_quadratic_variables
 
 R = 1.3
 

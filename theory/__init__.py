@@ -23,8 +23,13 @@ from .lipschitz import (ConvSpec, LipschitzBound, conv_lipschitz, dense_lipschit
 from .quadratic import (WorstCasePoints, alphas, alphas_from_variables, ellipsoid_semi_axes,
                         fraction_in_range, is_perfect, worst_case_points,
                         worst_case_points_from_variables)
+from .binomial import clopper_pearson
 from .simplified import (log_betainc, simplified_alpha, simplified_clt_error_rate,
                          simplified_exact_error_rate)
+from .threshold import (OptimalThreshold, optimal_threshold, required_fraction, required_k,
+                        threshold_error_rate)
+from .simplified_optimal import (FractionCurves, half_input_table, paper_example_interpretations,
+                                 required_fraction_curves)
 
 __all__ = [
     # quadratic network (Gilmer §4)
@@ -37,7 +42,9 @@ __all__ = [
     "cap_threshold", "cap_angle", "cap_distance_bound", "asymptotic_distance_bound",
     "asymptotic_cap_distance",
     # simplified model (Gilmer §4)
-    "simplified_alpha", "simplified_exact_error_rate", "simplified_clt_error_rate", "log_betainc",
+    "clopper_pearson", "simplified_alpha", "simplified_exact_error_rate", "simplified_clt_error_rate", "log_betainc",
+    "threshold_error_rate", "optimal_threshold", "OptimalThreshold", "required_k", "required_fraction",
+    "required_fraction_curves", "FractionCurves", "half_input_table", "paper_example_interpretations",
     # linear models (Goodfellow §3-5)
     "fgsm_linear_logit_change", "fgsm_linear_perturbation", "min_l2_distance_linear",
     "min_l2_perturbation_linear", "min_l2_distance_multiclass", "logistic_loss",

@@ -31,6 +31,7 @@ import numpy as np
 from jax import lax
 from scipy import optimize, special, stats
 
+from .binomial import clopper_pearson
 from ._common import as_float64_array, check_radius, check_sphere, is_concrete, warn_if_float32
 
 # --------------------------------------------------------------------------------------------------
@@ -395,8 +396,7 @@ def mc_error_rate(alpha, *, sphere: str = "inner", R=1.3, n: int, key, importanc
     level = 1.0 - confidence
     if not importance:
         rate = hits / n
-        lower = 0.0 if hits == 0 else float(stats.beta.ppf(level / 2, hits, n - hits + 1))
-        upper = 1.0 if hits == n else float(stats.beta.ppf(1 - level / 2, hits + 1, n - hits))
+        lower, upper = clopper_pearson(hits, n, confidence)
         return ErrorRateEstimate(rate, lower, upper, math.log(rate) if rate > 0 else -math.inf,
                                  n, hits, "plain", confidence)
     mean = s1 / n

@@ -8,7 +8,7 @@
 * Adversarial logistic regression (§5): with ``y ∈ {−1, +1}``, ``P(y = 1) = σ(wᵀx + b)`` and
   ``ζ(z) = log(1 + eᶻ)``, the loss on the worst L∞ perturbation is
   ``max_{‖η‖∞<=ε} ζ(−y(wᵀ(x + η) + b)) = ζ(ε‖w‖₁ − y(wᵀx + b))`` (the printed
-  ``ζ(y(ε‖w‖₁ − wᵀx − b))`` is right only for ``y = +1``; see PAPERS.md).
+  ``ζ(y(ε‖w‖₁ − wᵀx − b))`` is right only for ``y = +1``; see docs/papers.md).
 
 All functions are jittable, differentiable ``jax.numpy`` and broadcast over leading batch axes.
 """

@@ -1,7 +1,7 @@
 """The quadratic network's decision boundary in closed form (Gilmer et al. 2018, §4).
 
 The network is ``ŷ(x) = w · Σⱼ (W x)ⱼ² + b`` with ``W (h, d)`` and scalars ``w, b``
-(``spheres.models.QuadraticNet``). Write ``WᵀW = V diag(s²) Vᵀ`` and ``z = Vᵀx``. For ``b < 0``
+(``spheres.sphere.models.QuadraticNet``). Write ``WᵀW = V diag(s²) Vᵀ`` and ``z = Vᵀx``. For ``b < 0``
 
     ŷ(x) / (−b) = Σᵢ αᵢ zᵢ² − 1,        αᵢ = w sᵢ² / (−b),
 
@@ -94,7 +94,7 @@ def _params_of(variables):
 
 
 def alphas_from_variables(variables) -> jax.Array:
-    """``alphas`` of a ``spheres.models.QuadraticNet`` from its Flax variables.
+    """``alphas`` of a ``spheres.sphere.models.QuadraticNet`` from its Flax variables.
 
     Accepts ``{"params": {"W", "w", "b"}}`` or the inner params dict. Returns ``alpha (d,)`` sorted.
     """
@@ -180,5 +180,5 @@ def worst_case_points(W, w, b, *, R=1.3) -> WorstCasePoints:
 
 
 def worst_case_points_from_variables(variables, *, R=1.3) -> WorstCasePoints:
-    """``worst_case_points`` of a ``spheres.models.QuadraticNet`` from its Flax variables."""
+    """``worst_case_points`` of a ``spheres.sphere.models.QuadraticNet`` from its Flax variables."""
     return worst_case_points(*_params_of(variables), R=R)

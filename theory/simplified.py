@@ -1,8 +1,8 @@
 """The simplified k-dimensional quadratic model (Gilmer et al. 2018, §4).
 
-The ellipsoid coefficients take one value ``a`` on ``k`` of the ``d`` coordinates and another value
-``b`` on the remaining ``d − k``. With ``λ = α − 1`` (inner sphere) or ``λ = 1 − α R²`` (outer sphere,
-see ``theory.error_rate``) the error event is
+**Two α values** (a generalisation). The ellipsoid coefficients take one value ``a`` on ``k`` of the ``d``
+coordinates and another value ``b`` on the remaining ``d − k``. With ``λ = α − 1`` (inner sphere) or
+``λ = 1 − α R²`` (outer sphere, see ``theory.error_rate``) the error event is
 
     λ_a X + λ_b Y > 0,     X ~ χ²_k,  Y ~ χ²_{d−k}  independent.
 
@@ -10,8 +10,10 @@ When ``λ_a > 0 > λ_b`` this is ``B > β`` for ``B = X/(X + Y) ~ Beta(k/2, (d�
 ``β = |λ_b| / (λ_a + |λ_b|)``, so the exact rate is a regularised incomplete beta function
 ``I_{1−β}((d−k)/2, k/2)`` (an F-distribution tail) — a closed form independent of the contour
 integral in ``exact_error_rate``. It is evaluated in log space (a continued fraction in the far
-tail), vectorised over ``k``, ``d``, ``a``, ``b`` by broadcasting, ready for an error-rate-versus-k
-figure. Host-side NumPy/SciPy in float64.
+tail), vectorised over ``k``, ``d``, ``a``, ``b`` by broadcasting.
+
+The paper's own model, a threshold on ``k`` coordinates with the best threshold, is in
+`theory.threshold`.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from spheres import image_data as idata
+from spheres.images import data as idata
 
 SEED = 20261206
 PER_CLASS = {"train": 600, "test": 100}

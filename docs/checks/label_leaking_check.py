@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import attacks
-from spheres import image_data as idata, image_models as im, image_train as itrain
+from spheres.images import data as idata, models as im, train as itrain
 from spheres.results import RunDir
 
 

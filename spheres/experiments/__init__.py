@@ -1,58 +1,77 @@
-"""The experiment registry. An experiment is a config dataclass (with presets) and a ``run``.
+"""The experiment registry: every experiment is one module of this package.
 
-``run_experiment(name, config, out_dir)`` opens the run directory (resuming or refusing a
-different run) and calls the experiment's ``run(config, run_dir) -> summary``. The CLI and the
-notebooks call the same function.
+An experiment module holds a docstring with its command and expected result, a `Config` subclass
+with presets ``quick`` / ``medium`` / ``paper``, a ``run(config, run_dir, *, progress)`` that
+returns the summary, a ``table(summary)`` that returns `spheres.tables.Tables`, and ``PAPER``
+values with ``paper_rows(summary)``. It registers itself with `register`. Modules whose names
+start with ``_`` hold machinery shared by one kind of experiment (``_sphere``, ``_image``); every
+other module of this package is loaded by `names` / `get`, so adding an experiment is adding a
+file.
+
+``run_experiment(name, out_dir, preset=..., overrides=..., seed=...)`` is the one entry point:
+the CLI, the notebooks and the tests call it. It builds and validates the config, checks it
+before any work (``preflight``), opens the run directory (resuming the same run, refusing a
+different one), records the preset and overrides in the manifest, and runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import pkgutil
 from pathlib import Path
 from typing import Callable
 
 from ..config import Config, ConfigError
+from ..paper import PaperRow
 from ..results import RunDir
+from ..tables import Tables
 
 
 @dataclasses.dataclass(frozen=True)
 class Experiment:
+    """A registered experiment: ``run(config, run_dir, progress=) -> summary``, ``table(summary)
+    -> Tables``, ``paper_rows(summary) -> [PaperRow]``; ``paper`` is gilmer / szegedy / goodfellow."""
+
     name: str
     config_cls: type[Config]
-    run: Callable[[Config, RunDir], dict]
+    run: Callable[..., dict]
     description: str
-    table: Callable[[dict], str] | None = None  # summary -> printable result table
+    table: Callable[[dict], Tables]
+    paper_rows: Callable[[dict], list[PaperRow]] | None
+    paper: str
 
 
 _REGISTRY: dict[str, Experiment] = {}
-_MODULES = ("sphere_train", "sphere_quadratic", "sphere_geometry", "szegedy", "goodfellow")
 
 
-def register(name: str, config_cls: type[Config], description: str,
-             table: Callable[[dict], str] | None = None):
-    """Decorator registering ``run(config, run_dir) -> summary`` under ``name``."""
+def register(name: str, config_cls: type[Config], description: str, *, table: Callable[[dict], Tables],
+             paper_rows: Callable[[dict], list[PaperRow]] | None = None, paper: str = ""):
+    """Decorator registering ``run(config, run_dir, *, progress) -> summary`` under ``name``."""
 
     def deco(fn):
-        if name in _REGISTRY:
+        if name in _REGISTRY and _REGISTRY[name].run is not fn:
             raise ValueError(f"experiment {name!r} registered twice")
-        _REGISTRY[name] = Experiment(name, config_cls, fn, description, table)
+        _REGISTRY[name] = Experiment(name, config_cls, fn, description, table, paper_rows, paper)
         return fn
 
     return deco
 
 
 def _load_all() -> None:
-    for m in _MODULES:
-        importlib.import_module(f"{__name__}.{m}")
+    for m in pkgutil.iter_modules(__path__):
+        if not m.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{m.name}")
 
 
 def names() -> list[str]:
+    """Every experiment's name, sorted."""
     _load_all()
     return sorted(_REGISTRY)
 
 
 def get(name: str) -> Experiment:
+    """The experiment ``name``; a `ConfigError` with a "did you mean" hint for unknown names."""
     _load_all()
     if name not in _REGISTRY:
         import difflib
@@ -70,16 +89,45 @@ def make_config(name: str, preset: str = "quick", overrides: list[str] | dict | 
     if overrides:
         cfg = cfg.override(overrides)
     if seed is not None:
-        cfg = cfg.override({"seed": int(seed)})
+        cfg = cfg.override({"seed": seed})
     return cfg
 
 
-def run_experiment(name: str, config: Config, out_dir: Path | str, *, force: bool = False) -> dict:
-    """Open ``out_dir`` (resume if it holds this run) and run the experiment. Returns the summary."""
+def run_experiment(name: str, out_dir: Path | str | Config, *legacy, preset: str = "quick",
+                   overrides: list[str] | dict | None = None, seed: int | None = None,
+                   config: Config | None = None, force: bool = False, progress: bool = True) -> dict:
+    """Run ``name`` into ``out_dir`` and return its summary (see the module docstring).
+
+    Either ``preset`` (+ ``overrides``, ``seed``) or a ready ``config``; the manifest records the
+    preset (``custom`` for a config that matches no preset) and the overrides either way. The
+    earlier form ``run_experiment(name, config, out_dir)`` still works, with a DeprecationWarning.
+    """
+    if isinstance(out_dir, Config):
+        import warnings
+
+        warnings.warn("run_experiment(name, config, out_dir) is now run_experiment(name, out_dir, "
+                      "config=config)", DeprecationWarning, stacklevel=2)
+        if len(legacy) != 1:
+            raise TypeError("run_experiment(name, config, out_dir): out_dir is missing")
+        config, out_dir = out_dir, legacy[0]
+    elif legacy:
+        raise TypeError(f"run_experiment takes 2 positional arguments, got {2 + len(legacy)}")
     exp = get(name)
-    if not isinstance(config, exp.config_cls):
+    if config is None:
+        preset = exp.config_cls.canonical_preset(preset)
+        config = make_config(name, preset, overrides, seed)
+    elif not isinstance(config, exp.config_cls):
         raise ConfigError(f"{name} expects a {exp.config_cls.__name__}, got {type(config).__name__}")
+    else:
+        preset = exp.config_cls.preset_of(config)
     config.validate()
     config.preflight()
     run_dir = RunDir.open(out_dir, name, config, force=force)
-    return exp.run(config, run_dir)
+    run_dir.set_origin(preset, _overrides_record(overrides, seed))
+    return exp.run(config, run_dir, progress=progress)
+
+
+def _overrides_record(overrides, seed) -> list[str]:
+    out = list(overrides.items()) if isinstance(overrides, dict) else list(overrides or [])
+    out = [o if isinstance(o, str) else f"{o[0]}={o[1]}" for o in out]
+    return out + ([f"seed={seed}"] if seed is not None else [])

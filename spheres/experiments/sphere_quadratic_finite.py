@@ -1,0 +1,156 @@
+"""``sphere-quadratic-finite``: the quadratic net trained on a finite set of N points (Gilmer et al. 2018, §4).
+
+For each N of a sweep: train on a fixed set of N points (reshuffled every epoch), then count the
+αᵢ outside [1/R², 1] (paper: 394 of 500 at N = 10⁶) and compare four error rates: the CLT estimate
+(paper ≈ 1e-11 at N = 10⁶), the exact rate, an importance-sampled Monte Carlo estimate and the
+errors measured on ``eval_samples`` points per sphere (paper: none in 10⁷).
+
+    spheres run sphere-quadratic-finite --preset quick    # d = 50, N in {100, 1000, 10000}: ~1 min CPU
+    spheres run sphere-quadratic-finite --preset paper    # d = 500, N in {10^4, 10^5, 10^6}, 10^6 steps each
+
+Expected (quick): α outside the band and errors at N = 100, fewer as N grows; the exact rate and
+the importance-sampled estimate agree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import typing
+from typing import Literal
+
+import jax
+import numpy as np
+from matplotlib.figure import Figure
+
+from ..config import require
+from ..paper import PaperRow, PaperValue
+from ..results import RunDir
+from ..sphere.quadratic import alphas_of, importance_mc
+from ..tables import Table, Tables, fmt_log10, fmt_rate
+from . import register
+from ._sphere import SphereTrainConfig, derive_config, final_state, keys, provenance, run_sub
+
+OUTSIDE = PaperValue("α outside [1/R², 1] at N = 10⁶", "394 of 500", "gilmer", "§4", "unverified")
+CLT = PaperValue("CLT error estimate at N = 10⁶", "≈ 1e-11", "gilmer", "§4", "unverified")
+EXACT = PaperValue("exact error rate", "— (the paper has no exact value)", "gilmer", "§4", "verified")
+MEASURED = PaperValue("errors in 10⁷ samples per sphere at N = 10⁶", "none", "gilmer", "§4", "unverified")
+
+
+@dataclasses.dataclass(frozen=True)
+class FiniteConfig(SphereTrainConfig):
+    """Quadratic net trained on fixed sets of ``train_sizes`` points (one sub-run per N)."""
+
+    model: Literal["relu", "quadratic"] = "quadratic"
+    train_sizes: tuple[int, ...] = (1_000_000,)
+    mc_samples: int = 1_000_000          # importance-sampled Monte Carlo samples per sphere
+
+    PRESETS: typing.ClassVar = {
+        "quick": dict(d=50, hidden=100, batch=50, steps=20_000, lr=1e-3, chunk_steps=1000,
+                      ckpt_every=5000, eval_samples=200_000, train_sizes=(100, 1000, 10_000),
+                      mc_samples=100_000, track_every=5000),
+        "medium": dict(d=500, hidden=1000, batch=50, steps=100_000, chunk_steps=1000,
+                       ckpt_every=10_000, eval_samples=1_000_000,
+                       train_sizes=(1000, 10_000, 100_000), track_every=10_000),
+        "paper": dict(d=500, hidden=1000, batch=50, steps=1_000_000, chunk_steps=1000,
+                      ckpt_every=20_000, eval_samples=10_000_000,
+                      train_sizes=(10_000, 100_000, 1_000_000), track_every=20_000),
+    }
+    COST: typing.ClassVar = {"quick": "~1 min CPU", "medium": "~30 min CPU",
+                             "paper": "~1.5 h per N on 2 CPU cores; minutes on a GPU"}
+
+    def validate(self) -> None:
+        super().validate()
+        require(len(self.train_sizes) >= 1 and all(n >= self.batch for n in self.train_sizes),
+                f"train_sizes must be a list of sizes >= batch ({self.batch}), got {self.train_sizes}")
+        require(self.mc_samples >= 1, f"mc_samples must be >= 1 (got {self.mc_samples})")
+
+
+def _row(cfg, n: int, sub: dict, mc: dict) -> dict:
+    th = sub["theory"]
+    return {"train_size": n, "alpha_outside": th["alpha_below"] + th["alpha_above"],
+            "alpha_below": th["alpha_below"], "alpha_above": th["alpha_above"], "d": cfg.d,
+            "alpha_min": th["alpha_min"], "alpha_max": th["alpha_max"],
+            **{f"log10_{kind}_{s}": th[f"log10_{kind}_{s}"] for kind in ("clt", "exact")
+               for s in ("inner", "outer")},
+            "importance_mc": mc,
+            "measured": sub["error_rate"], "final_train_loss": sub["final_train_loss"]}
+
+
+def _figure(summary: dict) -> Figure:
+    rows = summary["rows"]
+    ns = [r["train_size"] for r in rows]
+    fig = Figure(figsize=(11, 4))
+    ax = fig.subplots(1, 2)
+    ax[0].plot(ns, [r["alpha_outside"] for r in rows], "o-")
+    ax[0].set(xscale="log", xlabel="training-set size N", ylabel=f"# alpha outside [1/R², 1] (of {summary['d']})",
+              title="Quadratic net on a finite set: alphas outside the perfect band")
+    for s, mk in (("inner", "o"), ("outer", "s")):
+        for kind, ls in (("exact", "-"), ("clt", "--")):
+            ax[1].plot(ns, [r[f"log10_{kind}_{s}"] for r in rows], ls, marker=mk, label=f"{kind.upper()} {s}")
+    ax[1].set(xscale="log", xlabel="training-set size N", ylabel="log10 error rate",
+              title="Error rate: exact vs CLT (Prop. 4.1)")
+    ax[1].legend()
+    return fig
+
+
+@register("sphere-quadratic-finite", FiniteConfig,
+          "quadratic net on a finite training set (Gilmer §4): alphas outside [1/R^2,1], "
+          "CLT vs exact vs importance-sampled MC vs measured error, sweep over N",
+          table=lambda s: table(s), paper_rows=lambda s: paper_rows(s), paper="gilmer")
+def run(cfg: FiniteConfig, run_dir: RunDir, *, progress: bool = True) -> dict:
+    rows, sub_wall, rest = [], 0.0, 0.0
+    for n in cfg.train_sizes:
+        sub_cfg = derive_config(cfg, model="quadratic", train_size=n)
+        sub_dir, sub = run_sub(run_dir, f"N{n}", "sphere-quadratic", sub_cfg, progress=progress)
+        sub_wall += sub.get("wall_seconds", 0.0)  # the sub-run's total over all its starts
+        t_rest = time.time()
+        alpha = alphas_of(final_state(sub_cfg, sub_dir).params)
+        sub_dir.save_arrays("alpha", alpha=alpha)
+        mc = importance_mc(alpha, cfg.R, cfg.mc_samples, jax.random.fold_in(keys(cfg.seed)["eval"], n))
+        rows.append(_row(cfg, n, sub, mc))
+        run_dir.log_metrics({"step": len(rows), **rows[-1]})
+        rest += time.time() - t_rest
+    summary = {"experiment": "sphere-quadratic-finite", "preset": run_dir.preset, "seed": cfg.seed, "d": cfg.d, "R": cfg.R, "hidden": cfg.hidden,
+               "steps": cfg.steps, "eval_samples": cfg.eval_samples, "mc_samples": cfg.mc_samples,
+               "rows": rows, "wall_seconds": round(sub_wall + rest, 1)}
+    run_dir.save_figure("finite_sweep", _figure(summary))
+    run_dir.write_summary(summary)
+    return summary
+
+
+def _fmt_mc(e: dict) -> str:
+    if e["rate"] == 0 and e["upper"] == 0:
+        return "0"
+    return fmt_log10(e["log_rate"] / np.log(10))
+
+
+def table(s: dict) -> Tables:
+    rows = []
+    for r in s["rows"]:
+        m, mc = r["measured"], r["importance_mc"]
+        rows.append((f"{r['train_size']:,}",
+                     f"{r['alpha_outside']} of {r['d']} ({r['alpha_below']} below, {r['alpha_above']} above)",
+                     f"{fmt_log10(r['log10_clt_inner'])} / {fmt_log10(r['log10_clt_outer'])}",
+                     f"{fmt_log10(r['log10_exact_inner'])} / {fmt_log10(r['log10_exact_outer'])}",
+                     f"{_fmt_mc(mc['inner'])} / {_fmt_mc(mc['outer'])}",
+                     f"{fmt_rate(m['inner'])} / {fmt_rate(m['outer'])}"))
+    t = Table(("N", "α outside [1/R²,1]", "CLT inner / outer", "exact inner / outer",
+               "IS-MC inner / outer", "measured errors inner / outer"), rows)
+    return Tables(f"sphere-quadratic-finite (d={s['d']}, h={s['hidden']}, {s['steps']:,} steps)",
+                  provenance(s), (t,))
+
+
+def paper_rows(s: dict) -> list[PaperRow]:
+    out = []
+    for r in s["rows"]:
+        n = f"N = {r['train_size']:,}"
+        m = r["measured"]
+        out += [PaperRow(OUTSIDE, f"{r['alpha_outside']} of {r['d']}", quantity=f"{n}: α outside [1/R², 1]"),
+                PaperRow(CLT, f"{fmt_log10(r['log10_clt_inner'])} / {fmt_log10(r['log10_clt_outer'])}",
+                         quantity=f"{n}: CLT error estimate (inner / outer)"),
+                PaperRow(EXACT, f"{fmt_log10(r['log10_exact_inner'])} / {fmt_log10(r['log10_exact_outer'])}",
+                         quantity=f"{n}: exact error rate (inner / outer)"),
+                PaperRow(MEASURED, f"inner {fmt_rate(m['inner'])}, outer {fmt_rate(m['outer'])}",
+                         quantity=f"{n}: errors in {m['inner']['n']:,} samples per sphere")]
+    return out

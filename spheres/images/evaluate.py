@@ -1,0 +1,96 @@
+"""Evaluation of image models: logits in fixed-size chunks, error rate and confidence.
+
+`predict_logits` runs a model's jitted eval-mode function (`models.logit_fns`) over ``x`` in
+chunks of one size, padding the last one, so a model compiles once whatever the number of
+examples. `evaluate` turns the logits into an `Evaluation` (error, confidence, per-example
+predictions) on the host. Confidence is the probability the model gives its predicted class:
+softmax for the softmax models, ``exp(score)`` for the RBF network (whose classes are
+independent), ``σ(z)`` / ``1 − σ(z)`` for logistic regression (`probabilities`).
+
+Example::
+
+    ev = evaluate(recipe.module, variables, ds.x_test, ds.y_test)
+    ev.error, ev.confidence_on_mistakes
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from . import models as im
+
+
+def predict_logits(model, variables, x, *, batch: int = 1000) -> np.ndarray:
+    """Eval-mode outputs for ``x (N, ...)`` in fixed-size chunks (one compilation per model)."""
+    f = im.logit_fns(model).batched
+    x = np.asarray(x, np.float32)
+    n = x.shape[0]
+    if n == 0:
+        raise ValueError("predict_logits: empty input")
+    b = min(batch, n)
+    out = []
+    for s in range(0, n, b):
+        chunk = x[s:s + b]
+        k = chunk.shape[0]
+        if k < b:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - k, axis=0)])
+        out.append(np.asarray(f(variables, chunk))[:k])
+    return np.concatenate(out)
+
+
+class Evaluation(NamedTuple):
+    """``error`` rate, ``mean_confidence`` (probability of the predicted class, averaged over all
+    examples), ``confidence_on_mistakes`` (averaged over the misclassified ones; NaN if none), and
+    per-example ``predictions`` and ``confidence``."""
+
+    error: float
+    mean_confidence: float
+    confidence_on_mistakes: float
+    predictions: np.ndarray
+    confidence: np.ndarray
+
+    def as_dict(self) -> dict:
+        return {"error": self.error, "mean_confidence": self.mean_confidence,
+                "confidence_on_mistakes": self.confidence_on_mistakes, "n": int(self.predictions.size)}
+
+
+def evaluate(model, variables, x, y, *, batch: int = 1000) -> Evaluation:
+    """Error rate and confidence of ``model`` on ``x``, ``y`` (see `Evaluation`)."""
+    logits = predict_logits(model, variables, x, batch=batch)
+    return evaluation_from_logits(model, logits, y)
+
+
+def predictions(model, variables, x) -> np.ndarray:
+    """The classes ``model`` predicts for ``x (N, ...)``, ``(N,)`` int32."""
+    return evaluate(model, variables, x, np.zeros(x.shape[0], np.int32)).predictions
+
+
+def probabilities(model, logits: np.ndarray) -> np.ndarray:
+    """`models.class_probabilities` in NumPy float64 (host-side evaluation, no device dispatch)."""
+    logits = np.asarray(logits, np.float64)
+    if isinstance(model, im.RBFNetwork):
+        return np.exp(logits)
+    if isinstance(model, im.LogisticRegression):
+        p1 = 1.0 / (1.0 + np.exp(-logits))
+        return np.stack([1.0 - p1, p1], axis=-1)
+    z = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
+def evaluation_from_logits(model, logits: np.ndarray, y) -> Evaluation:
+    """The `Evaluation` of ``model``'s ``logits (N, 10)`` (or ``(N,)`` for a binary logit) against
+    labels ``y (N,)``; predictions are the argmax (``z > 0`` for a binary logit)."""
+    probs = probabilities(model, logits)
+    logits = np.asarray(logits)
+    pred = (logits > 0).astype(np.int32) if logits.ndim == 1 else np.argmax(logits, axis=-1).astype(np.int32)
+    conf = np.take_along_axis(probs, pred[:, None], axis=1)[:, 0]
+    wrong = pred != np.asarray(y)
+    return Evaluation(float(wrong.mean()), float(conf.mean()),
+                      float(conf[wrong].mean()) if wrong.any() else float("nan"), pred, conf)
+
+
+def label_purity(labels: np.ndarray, num_classes: int = im.NUM_CLASSES) -> float:
+    """Fraction of ``labels`` equal to their most common value (1 for a set of one class)."""
+    return float(np.bincount(labels, minlength=num_classes).max() / labels.size)

@@ -1,0 +1,116 @@
+"""Attack-based measurements on a trained sphere model (Gilmer et al. 2018, §3 and §5).
+
+``manifold_analysis`` measures, for ``n`` test points of the inner sphere:
+
+* the distance to the nearest *on-manifold* error found by the sphere attack in ``nearest`` mode
+  (mean, median, quantiles; paper ≈ 0.18, unverified),
+* the success rate of the *worst-case* manifold attack (maximise the loss on the sphere),
+* the distance to the nearest *off-manifold* error (``attacks.nearest_error_l2``, no sphere
+  constraint) and the norm of the point found (paper: 0.0796 at ‖x̂‖ ≈ 1.07, unverified),
+* for scale, the mean distance between two random inner-sphere points (√2 as d grows).
+
+Sample points the model already misclassifies are counted (``start_errors``) and left out of
+the nearest-error statistics, which describe how far an error is from a CORRECTLY classified point
+(an error's own distance, 0, would otherwise set the minimum).  ``mean_distance_to_error`` is
+Theorem 5.1's d(E) for a sample: 0 for points already in E, the attack's distance otherwise.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import attacks
+
+from . import data as sdata
+from .models import logit_fns
+
+
+def per_example_logit(model):
+    """``(variables, x (d,)) -> scalar`` for ``model`` in eval mode (`models.logit_fns`)."""
+    return logit_fns(model).per_example
+
+
+def distance_stats(v: np.ndarray) -> dict:
+    if v.size == 0:
+        return {"count": 0}
+    q = np.quantile(v, [0.05, 0.25, 0.5, 0.75, 0.95])
+    return {"count": int(v.size), "mean": float(v.mean()), "std": float(v.std()), "min": float(v.min()),
+            "q05": float(q[0]), "q25": float(q[1]), "median": float(q[2]), "q75": float(q[3]),
+            "q95": float(q[4]), "max": float(v.max())}
+
+
+def nearest_on_manifold(model, variables, x: jax.Array, label: int, *, step_size: float,
+                        num_steps: int) -> attacks.AttackResult:
+    """The sphere attack in ``nearest`` mode from every row of ``x`` (all with label ``label``)."""
+    y = jnp.full((x.shape[0],), label, jnp.int32)
+    return attacks.sphere_pgd(per_example_logit(model), x, y, step_size=step_size,
+                              num_steps=num_steps, mode="nearest", params=variables)
+
+
+def mean_distance_to_error(res: attacks.AttackResult, x: jax.Array, model, variables, label: int) -> dict:
+    """d(E) over the sample: 0 where the start is already an error, the attack's distance where it
+    found one; points where the attack failed are reported separately (their distance is unknown:
+    at least what the attack could reach), and the mean counts them at the attack's last distance
+    (a lower bound on d(E) for those points)."""
+    logits = model.apply(variables, x, train=False)
+    start_err = np.asarray((logits > 0) != (label == 1))
+    dist = np.where(start_err, 0.0, np.asarray(res.distance))
+    ok = start_err | np.asarray(res.success)
+    return {"d_E": float(dist.mean()), "d_E_found_only": float(dist[ok].mean()) if ok.any() else None,
+            "attack_failed": int((~ok).sum()), "n": int(x.shape[0]),
+            "start_errors": int(start_err.sum())}
+
+
+def manifold_analysis(model, variables, *, d: int, R: float, key: jax.Array, n: int,
+                      step_size: float, num_steps: int, worst_case_steps: int,
+                      off_manifold_radius: float = 1.0, batch: int = 250) -> dict:
+    """Run the attacks of Gilmer §3 on ``n`` inner-sphere points; returns a JSON-able dict and the
+    raw per-point arrays (under ``"arrays"``)."""
+    k_x, k_pairs = jax.random.split(key)
+    x_all = sdata.sample_sphere(k_x, n, d, 1.0)
+    f = per_example_logit(model)
+    near_d, near_ok, worst_ok, off_d, off_ok, off_norm = [], [], [], [], [], []
+    for i in range(0, n, batch):
+        x = x_all[i:i + batch]
+        y = jnp.zeros((x.shape[0],), jnp.int32)
+        r = attacks.sphere_pgd(f, x, y, step_size=step_size, num_steps=num_steps, mode="nearest",
+                               params=variables)
+        near_d.append(np.asarray(r.distance))
+        near_ok.append(np.asarray(r.success))
+        w = attacks.sphere_pgd(f, x, y, step_size=step_size, num_steps=worst_case_steps,
+                               mode="worst_case", params=variables)
+        worst_ok.append(np.asarray(w.success))
+        o = attacks.nearest_error_l2(f, x, y, max_radius=off_manifold_radius, params=variables)
+        off_d.append(np.asarray(o.distance))
+        off_ok.append(np.asarray(o.success))
+        off_norm.append(np.asarray(o.x_adv_norm))
+    near_d, near_ok = np.concatenate(near_d), np.concatenate(near_ok)
+    worst_ok = np.concatenate(worst_ok)
+    off_d, off_ok, off_norm = np.concatenate(off_d), np.concatenate(off_ok), np.concatenate(off_norm)
+    start_err = np.concatenate([np.asarray(model.apply(variables, x_all[i:i + batch], train=False) > 0)
+                                for i in range(0, n, batch)])      # inner-sphere points: label 0
+    good = ~start_err
+    pairs = sdata.sample_sphere(k_pairs, 2 * 10_000, d, 1.0).reshape(2, 10_000, d)
+    pair_dist = np.asarray(jnp.linalg.norm(pairs[0] - pairs[1], axis=1))
+    near_ok, worst_ok, off_ok = near_ok & good, worst_ok & good, off_ok & good
+    n_good = int(good.sum())
+    i_min = int(np.argmin(np.where(off_ok, off_d, np.inf))) if off_ok.any() else None
+    out = {
+        "n_points": n, "start_errors": int(start_err.sum()), "n_correct": n_good,
+        # every statistic below is over the n_correct correctly classified starting points
+        "on_manifold_nearest": {"found": int(near_ok.sum()),
+                                "fraction_found": float(near_ok.sum() / max(n_good, 1)),
+                                "distance": distance_stats(near_d[near_ok])},
+        "worst_case": {"success": int(worst_ok.sum()),
+                       "success_rate": float(worst_ok.sum() / max(n_good, 1))},
+        "off_manifold_nearest": {"found": int(off_ok.sum()), "distance": distance_stats(off_d[off_ok]),
+                                 "norm_at_min": float(off_norm[i_min]) if i_min is not None else None,
+                                 "norm": distance_stats(off_norm[off_ok])},
+        "random_pair_distance": distance_stats(pair_dist),
+    }
+    arrays = {"start_error": start_err, "on_manifold_distance": near_d, "on_manifold_found": near_ok,
+              "worst_case_success": worst_ok, "off_manifold_distance": off_d,
+              "off_manifold_found": off_ok, "off_manifold_norm": off_norm}
+    return out, arrays

@@ -1,0 +1,124 @@
+"""One result-table format for every experiment, printed as text or rendered as Markdown.
+
+An experiment's ``table(summary)`` returns a `Tables`: a title, one provenance line (dataset,
+preset, seed, time, devices), one or more `Table` blocks (a header and rows of strings, with an
+optional caption) and notes. ``spheres run`` / ``spheres show`` print ``.text()``; ``spheres
+report`` and the generated results pages use ``.markdown()``. The number formats used across
+experiments live here too, so the same quantity reads the same way everywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Iterable, Sequence
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    """A header and rows of cells (strings); ``caption`` is printed above the block."""
+
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    caption: str = ""
+    align: str = ""      # one of l / r per column; default: first column left, the others right
+
+    def __post_init__(self):
+        object.__setattr__(self, "header", tuple(map(str, self.header)))
+        object.__setattr__(self, "rows", tuple(tuple(map(str, r)) for r in self.rows))
+        for r in self.rows:
+            if len(r) != len(self.header):
+                raise ValueError(f"row {r} has {len(r)} cells for a header of {len(self.header)}")
+
+    def text(self) -> str:
+        widths = [max(len(r[i]) for r in (self.header, *self.rows)) for i in range(len(self.header))]
+        line = "  ".join("-" * w for w in widths)
+
+        align = self.align or "l" + "r" * (len(self.header) - 1)
+
+        def fmt(r):
+            return "  ".join(c.ljust(w) if a == "l" else c.rjust(w)
+                             for c, w, a in zip(r, widths, align)).rstrip()
+
+        out = [self.caption] if self.caption else []
+        return "\n".join(out + [line, fmt(self.header), line] + [fmt(r) for r in self.rows] + [line])
+
+    def markdown(self) -> str:
+        esc = lambda c: c.replace("|", "\\|")  # noqa: E731
+        out = [f"*{self.caption}*", ""] if self.caption else []
+        out.append("| " + " | ".join(map(esc, self.header)) + " |")
+        out.append("|" + "---|" * len(self.header))
+        out += ["| " + " | ".join(map(esc, r)) + " |" for r in self.rows]
+        return "\n".join(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class Tables:
+    """What an experiment reports: ``title``, a ``provenance`` line, tables and notes."""
+
+    title: str
+    provenance: str
+    tables: tuple[Table, ...]
+    notes: tuple[str, ...] = ()
+
+    def text(self) -> str:
+        parts = [self.title, self.provenance] if self.provenance else [self.title]
+        parts += [t.text() for t in self.tables]
+        parts += [f"  {n}" for n in self.notes]
+        return "\n".join(parts)
+
+    def markdown(self) -> str:
+        parts = [f"**{self.title}**" + (f"  \n{self.provenance}" if self.provenance else "")]
+        parts += [t.markdown() for t in self.tables]
+        if self.notes:
+            parts.append("\n".join(f"- {n}" for n in self.notes))
+        return "\n\n".join(parts)
+
+
+def key_value(rows: Iterable[tuple[str, str]], caption: str = "") -> Table:
+    """A two-column ``quantity | value`` table."""
+    return Table(("quantity", "value"), tuple(rows), caption, align="ll")
+
+
+# ------------------------------------------------------------------------------------ formats
+
+
+def pct(v) -> str:
+    """``0.1234`` -> ``12.3%``; ``-`` for None or NaN."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{100 * v:.1f}%"
+
+
+def num(v, fmt: str = ".3f") -> str:
+    """``format(v, fmt)``; ``-`` for None or NaN."""
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return format(v, fmt)
+
+
+def fmt_log10(v: float) -> str:
+    """A rate given by its log10: ``0`` for -inf, ``1.23e-45`` while float64 holds it, else
+    ``10^-512.3`` (rates far below float64's range are kept as logs in summaries)."""
+    if v is None:
+        return "-"
+    if v == -math.inf:
+        return "0"
+    if v > -300:
+        return f"{10 ** v:.3g}"
+    return f"10^{v:.1f}"
+
+
+def fmt_rate(e: dict) -> str:
+    """A measured rate ``{"errors", "n", "rate", "lower", "upper", "confidence"}`` as
+    ``errors/n = rate [lower, upper]``; a zero count shows its upper bound only."""
+    conf = e.get("confidence", 0.95)
+    if e["errors"] == 0:
+        return f"0/{e['n']:,} (≤ {e['upper']:.2g} at {conf:.0%})"
+    return f"{e['errors']}/{e['n']:,} = {e['rate']:.3g} [{e['lower']:.2g}, {e['upper']:.2g}]"
+
+
+def in_order(d: dict, order: Sequence) -> list:
+    """``d``'s items in ``order`` first (summaries are written with sorted keys), then the rest."""
+    order = list(order)
+    return sorted(d.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0]))
