@@ -135,3 +135,16 @@ def test_szegedy_adversarial_pool_was_generated(run):
     assert [r["pool_refresh_epoch"] for r in recs] == [0, 2]
     assert recs[0]["pool_attack_success_rate"] is None          # clean copies before any training
     assert recs[1]["pool_attack_success_rate"] >= 0.8            # measured 100%
+
+
+def test_transfer_controls_both_correct_and_matched_distortion(run):
+    """The two controls of the transfer matrix are rates over the same, smaller set of examples:
+    the diagonal of 'both correct' stays 100% (own successful examples), and the matched-distortion
+    matrix is defined wherever the raw one is."""
+    s, _ = run("szegedy-transfer")
+    both, matched = s["transfer_error_rate_both_correct"], s["transfer_error_rate_matched_distortion"]
+    for r in s["models"]:
+        assert both[r][r] == 1.0
+        for c in s["models"]:
+            assert 0.0 <= both[r][c] <= 1.0 and 0.0 <= matched[r][c] <= 1.0
+        assert both[r]["_count"] <= s["transfer_error_rate"][r]["_count"]
