@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?= -n 2 --dist loadfile --durations=25
 
-.PHONY: run test test-slow test-full-data check-fresh bench docs install clean-venv archive
+.PHONY: mutate mutate-list run test test-slow test-full-data check-fresh bench docs install clean-venv archive
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -70,3 +70,19 @@ archive:
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Mutation testing (cosmic-ray, the `mutate` extra; not part of `make test`): one module per run, in
+# a scratch copy under .mutate/ with the few tests that exercise it (tools/mutate.py lists them).
+#   make mutate MODULE=theory/binomial.py     (prints the docs/mutation.md table row)
+#   make mutate-list                          (the modules in scope and their tests)
+# Surviving mutants: .mutate/<module>/survivors.txt. Runs one mutant at a time.
+$(VENV)/.installed-mutate: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test,mutate]'
+	touch $@ $(VENV)/.installed $(VENV)/.installed-test
+
+mutate: $(VENV)/.installed-mutate
+	@test -n "$(MODULE)" || { echo "usage: make mutate MODULE=attacks/pgd.py (make mutate-list)"; exit 2; }
+	$(BIN)/python tools/mutate.py $(MUTATE_ARGS) $(MODULE)
+
+mutate-list:
+	@$(BIN)/python tools/mutate.py --list

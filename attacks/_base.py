@@ -201,9 +201,11 @@ def ascent_objective(logits, label, *, loss: str = "ce", targeted: bool = False)
 
 
 def is_adversarial(logits, label, *, targeted: bool = False) -> jax.Array:
-    """Success on one example: prediction ≠ y (untargeted) or = target (targeted)."""
+    """Success on one example: prediction ≠ y (untargeted) or = target (targeted), with every
+    logit finite (a NaN or inf output is no class, so never a success)."""
     pred = predict_class(logits)
-    return pred == label if targeted else pred != label
+    finite = jnp.isfinite(logits) if is_binary(logits) else jnp.all(jnp.isfinite(logits), axis=-1)
+    return finite & (pred == label if targeted else pred != label)
 
 
 # --------------------------------------------------------------------------- driver

@@ -25,17 +25,10 @@ from attacks.apgd import apgd
 from attacks.fgsm import fgsm
 from attacks.pgd import pgd
 from attacks.transfer import predict
+from theory.binomial import clopper_pearson
 
 ATTACKS = {"apgd": apgd, "pgd": pgd, "fgsm": fgsm}
 CONFIDENCE = 0.95
-
-
-def clopper_pearson(k: int, n: int, confidence: float = CONFIDENCE) -> tuple:
-    """Exact two-sided binomial interval ``(lo, hi)`` for k successes in n trials."""
-    from scipy.stats import binomtest
-
-    ci = binomtest(int(k), int(n)).proportion_ci(confidence_level=confidence, method="exact")
-    return float(ci.low), float(ci.high)
 
 
 class RobustAccuracyResult(NamedTuple):

@@ -167,7 +167,7 @@ def run(ctx: H.Context) -> dict:
     x_np, y_np = _image.test_examples(nmax)
     t_np = ((y_np + 1) % 10).astype(np.int32)
     # Flattened (B, 784), the vector SciPy's and jaxopt's solvers take; attacks.lbfgs accepts
-    # (B, 28, 28) images too (tests/test_attacks_lbfgs.py), and the models flatten their input.
+    # (B, 28, 28) images too (tests/attacks/test_attacks_lbfgsb.py), and the models flatten their input.
     x_np = x_np.reshape(x_np.shape[0], -1)
     lb = dict(c_rounds=cfg["c_rounds"], maxiter=cfg["maxiter"], **SETTINGS)
     try:

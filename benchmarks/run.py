@@ -32,7 +32,7 @@ from . import _harness as H
 BENCHMARKS = {"matmul": "matmul", "eval_throughput": "eval", "training": "train", "conv_training": "conv_train",
               "sphere_attack": "sphere_pgd", "image_pgd": "image_pgd", "lbfgs": "lbfgs",
               "error_rate": "error_rate", "memory": "memory", "scaling": "scaling",
-              "paper_estimates": "paper_estimates"}
+              "nearest_bracket": "nearest_bracket", "paper_estimates": "paper_estimates"}
 SCHEMA_VERSION = 1
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 

@@ -3,11 +3,14 @@
     spheres list
     spheres describe EXPERIMENT
     spheres run EXPERIMENT [--preset P] [--out DIR] [--seed N] [--set key=value ...] [--force]
+                [--reevaluate]
     spheres show DIR
     spheres report DIR... [--out FILE]
 
 Errors in what the user asked for print one line (``spheres: error: ...``) and exit with code 2;
-an interrupted run exits 130 and resumes when the same command is run again.
+an interrupted run exits 130 and resumes when the same command is run again. Rerunning a
+finished run prints its table without recomputing it (``--reevaluate`` recomputes the summary from
+the final checkpoint).
 """
 
 from __future__ import annotations
@@ -56,7 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image experiments: read the full data set's IDX files from DIR (same as --set "
                         "data_dir=DIR; quick presets otherwise use the shipped Fashion-MNIST sample, "
                         "other presets $SPHERES_DATA, then Debian's dataset-fashion-mnist, then tfds)")
-    r.add_argument("--force", action="store_true", help="replace a different run in --out")
+    r.add_argument("--force", action="store_true",
+                   help="replace a different run in --out (deletes only the files that run wrote)")
+    r.add_argument("--reevaluate", action="store_true",
+                   help="recompute a finished run's summary from its final checkpoint")
     r.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
     s = sub.add_parser("show", help="print a run directory's config and result table")
     s.add_argument("run_dir", type=Path)
@@ -175,7 +181,8 @@ def _cmd_run(args) -> int:
     print(f"spheres: {args.experiment} --preset {preset} -> {out}", file=sys.stderr)
     _enable_compile_cache()
     summary = experiments.run_experiment(args.experiment, out, preset=preset, overrides=overrides,
-                                         seed=args.seed, force=args.force, progress=not args.no_progress)
+                                         seed=args.seed, force=args.force, progress=not args.no_progress,
+                                         reevaluate=args.reevaluate)
     print(exp.table(summary).text())
     print(f"results in {out}", file=sys.stderr)
     return 0
@@ -187,12 +194,23 @@ def _cmd_show(args) -> int:
 
     run = load_run(args.run_dir)
     name = run["config"].get("experiment")
+    if not isinstance(name, str):
+        from .results import RunFileError
+
+        raise RunFileError(f"{args.run_dir / 'config.json'}: names no experiment; the file is corrupt")
     print(json.dumps(run["config"], indent=2))
     if run["summary"] is None:
         steps = run["metrics"][-1]["step"] if run["metrics"] else 0
         print(f"(unfinished: last logged step {steps}; rerun the same command to resume)")
         return 0
-    print(experiments.get(name).table(run["summary"]).text())
+    try:
+        text = experiments.get(name).table(run["summary"]).text()
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+        from .results import RunFileError
+
+        raise RunFileError(f"{args.run_dir / 'summary.json'}: cannot be read as a {name} summary "
+                           f"({type(e).__name__}: {e}); rerun with --reevaluate to rewrite it") from None
+    print(text)
     return 0
 
 
@@ -219,6 +237,12 @@ def _cmd_report(args) -> int:
     return 0
 
 
+def _error_line(e: BaseException) -> None:
+    """``spheres: error: MESSAGE`` on one line (a multi-line message is joined)."""
+    text = " ".join(line.strip() for line in str(e).splitlines() if line.strip()) or type(e).__name__
+    print(f"spheres: error: {text}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from .config import ConfigError
@@ -236,10 +260,17 @@ def main(argv: list[str] | None = None) -> int:
         return _cmd_show(args)
     except (ConfigError, RunDirConflict, FileNotFoundError, PermissionError, NotADirectoryError,
             ValueError) as e:
-        print(f"spheres: error: {e}", file=sys.stderr)
+        _error_line(e)
         return 2
     except OSError as e:
-        print(f"spheres: error: {e}", file=sys.stderr)
+        _error_line(e)
+        return 2
+    except FloatingPointError as e:     # NonFiniteError: training diverged
+        print(f"spheres: error: {e} (e.g. --set lr=...)", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("spheres: error: out of memory; lower d, hidden/widths, batch, eval_chunk or "
+              "attack_samples", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("spheres: interrupted; rerun the same command to resume from the last checkpoint",

@@ -6,6 +6,8 @@ Only experiment drivers read configs; models, attacks and theory take explicit a
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 import types
 import typing
 from typing import Any
@@ -40,17 +42,68 @@ def _parse_value(name: str, text: str, typ) -> Any:
                 return False
             raise ValueError
         if typ is int:
-            f = float(text)
-            if f != int(f):
-                raise ValueError
-            return int(f)
+            return parse_int(text)
         if typ is float:
-            return float(text)
+            f = float(text)
+            if not math.isfinite(f):
+                raise ConfigError(f"--set {name}={text}: must be a finite number")
+            return f
         if typ is str:
             return text
+    except ConfigError:
+        raise
     except ValueError:
         raise ConfigError(f"--set {name}={text}: expected a value of type {typ.__name__}") from None
     raise ConfigError(f"--set {name}: cannot parse values of type {typ}")
+
+
+def parse_int(text: str) -> int:
+    """``text`` as an exact integer: ``12345678901234567`` stays exact; ``1e6`` and ``2.0`` are
+    accepted only because they are exactly integral (read through `decimal.Decimal`, never a float).
+    Raises ``ValueError`` otherwise."""
+    import decimal
+
+    text = text.strip().replace("_", "")
+    try:
+        return int(text)
+    except ValueError:
+        pass
+    try:
+        d = decimal.Decimal(text)
+    except decimal.InvalidOperation:
+        raise ValueError(text) from None
+    if not d.is_finite() or d != d.to_integral_value() or abs(d) > MAX_INT:
+        raise ValueError(text)
+    return int(d)
+
+
+MAX_INT = 2**53          # no count, size or step of any experiment is near this; 10**30 is a typo
+MAX_FLOAT = 1e6          # no radius, rate, step size or ε of any experiment is near this
+MAX_SEED = 2**32         # jax.random.key reads seeds as 32-bit words; larger ones would alias
+
+
+def _check_value(name: str, value, typ) -> None:
+    """Generic checks of one field: floats finite and at most MAX_FLOAT in size, ints at most
+    MAX_INT, the seed in [0, 2**32)."""
+    origin, args = typing.get_origin(typ), typing.get_args(typ)
+    if value is None:
+        return
+    if origin in (typing.Union, types.UnionType):
+        for a in args:
+            if a is not type(None):
+                _check_value(name, value, a)
+        return
+    if origin is tuple:
+        for v in value:
+            _check_value(name, v, args[0] if args else str)
+        return
+    if typ is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+        require(math.isfinite(value), f"{name} must be a finite number (got {value})")
+        require(abs(value) <= MAX_FLOAT, f"{name} = {value:g} is out of range (|{name}| <= {MAX_FLOAT:g})")
+    if typ is int and isinstance(value, int) and not isinstance(value, bool):
+        if name == "seed":
+            require(0 <= value < MAX_SEED, f"seed must be in [0, 2**32) (got {value})")
+        require(abs(value) <= MAX_INT, f"{name} = {value} is out of range (|{name}| <= 2**53)")
 
 
 PRESET_NAMES = ("quick", "medium", "paper")
@@ -67,6 +120,9 @@ class Config:
 
     PRESETS: typing.ClassVar[dict[str, dict]] = {}
     COST: typing.ClassVar[dict[str, str]] = {}
+    # Keys that change only how a finished run is evaluated: a run directory reopened with a config
+    # that differs only in these re-evaluates from the final checkpoint instead of refusing.
+    EVAL_ONLY: typing.ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def canonical_preset(cls, name: str) -> str:
@@ -80,6 +136,7 @@ class Config:
     @classmethod
     def preset(cls, name: str = "quick") -> "Config":
         cfg = cls(**cls.PRESETS[cls.canonical_preset(name)])
+        cfg.check_values()
         cfg.validate()
         return cfg
 
@@ -113,11 +170,39 @@ class Config:
                 raise ConfigError(f"unknown config key {k!r} for {type(self).__name__}{hint}")
             changes[k] = _parse_value(k, v, hints[k]) if isinstance(v, str) and hints[k] is not str else v
         cfg = dataclasses.replace(self, **changes)
+        cfg.check_values()
         cfg.validate()
         return cfg
 
     def validate(self) -> None:  # pragma: no cover - subclasses extend
         pass
+
+    def check_values(self) -> None:
+        """The checks every field gets from its type (`_check_value`): finite, in-range numbers."""
+        hints = typing.get_type_hints(type(self))
+        for f in dataclasses.fields(self):
+            _check_value(f.name, getattr(self, f.name), hints.get(f.name, f.type))
+
+    def memory_estimate(self) -> dict[str, int]:
+        """Bytes of the largest arrays the run allocates, keyed by the config key to lower."""
+        return {}
+
+    def check_resources(self, fraction: float | None = None) -> None:
+        """Refuse a config whose largest arrays (`memory_estimate`) exceed ``fraction`` of the
+        physical memory (default ``$SPHERES_MEMORY_FRACTION`` or 0.5), naming the key to lower."""
+        est = self.memory_estimate()
+        if not est:
+            return
+        if fraction is None:
+            fraction = float(os.environ.get("SPHERES_MEMORY_FRACTION", "0.5"))
+        limit = fraction * physical_memory()
+        total = sum(est.values())
+        if total > limit:
+            key = max(est, key=est.get)
+            raise ConfigError(
+                f"the run would need about {total / 2**30:.3g} GiB (largest: {key}, "
+                f"{est[key] / 2**30:.3g} GiB), more than {fraction:g} of this machine's "
+                f"{physical_memory() / 2**30:.3g} GiB; lower {key} (or set SPHERES_MEMORY_FRACTION)")
 
     def preflight(self) -> None:
         """Check what the run needs from outside (e.g. data files) BEFORE its run directory is
@@ -125,6 +210,27 @@ class Config:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+def mlp_memory_estimate(dims: tuple[int, ...], width_key: str, *, train_size: int = 0,
+                        **rows: int) -> dict[str, int]:
+    """Float32 bytes of an MLP run's largest arrays, keyed by the config key to lower: parameters
+    (×4: Adam's two moments and the gradient), ``rows[k]`` rows of input plus widest activation for
+    each key ``k`` (e.g. ``eval_chunk=3 * chunk``), and a fixed training set."""
+    params = sum(a * b + b for a, b in zip(dims[:-1], dims[1:]))
+    d, width = dims[0], max(dims[1:])
+    row = "d" if d >= width else width_key
+    out = {("d" if params <= 10 * d else width_key): 16 * params, "train_size": 4 * train_size * d}
+    out.update({f"{k} or {row}": 4 * n * (d + width) for k, n in rows.items() if n})
+    return out
+
+
+def physical_memory() -> int:
+    """Physical memory in bytes (``sysconf``; 16 GiB if unknown)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # pragma: no cover
+        return 16 * 2**30
 
 
 def require(cond: bool, message: str) -> None:

@@ -27,60 +27,14 @@ import os
 import platform
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-
-class RunDirConflict(FileExistsError):
-    """The directory already holds a different run."""
-
-
-def _json_default(o):
-    if dataclasses.is_dataclass(o):
-        return dataclasses.asdict(o)
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    if hasattr(o, "__array__"):
-        return np.asarray(o).tolist()
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def to_json(obj, **kw) -> str:
-    return json.dumps(obj, default=_json_default, allow_nan=True, **kw)
-
-
-def atomic_write_bytes(path: Path | str, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically: a reader sees the old file or the new one, never half."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-def atomic_write_json(path: Path | str, obj) -> None:
-    atomic_write_bytes(path, (to_json(obj, indent=2, sort_keys=True) + "\n").encode())
-
-
-def read_json(path: Path | str):
-    with open(path) as f:
-        return json.load(f)
+from .run_files import (LOCK, RunDirConflict, RunDirLocked, RunFileError, _json_default,  # noqa: F401
+                        _lock_owner, _pid_alive, acquire_lock, atomic_write_bytes, atomic_write_json,
+                        clear_run, read_json, read_metrics_file, to_json)
 
 
 def git_commit() -> str | None:
@@ -127,7 +81,11 @@ def environment() -> dict:
 
 
 class RunDir:
-    """A run directory. Create with ``RunDir.open(path, experiment, config, force=False)``."""
+    """A run directory. Create with ``RunDir.open(path, experiment, config, force=False)``.
+
+    Holds the directory's lock (``.lock``) from `open` until `close`; every write records the file
+    in the manifest's ``files`` list, which is all that ``force`` ever deletes.
+    """
 
     def __init__(self, path: Path, experiment: str, config: dict):
         self.path = Path(path)
@@ -135,59 +93,111 @@ class RunDir:
         self.config = config
         self.preset = "custom"       # the preset the run was started with (`set_origin`)
         self.overrides: list[str] = []
+        self.config_changed = False  # reopened with different evaluation-only keys
+        self.reevaluate = False      # recompute the summary even if the run finished
         self._t0 = time.time()
+        self._lock_held = False
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
     def open(cls, path: Path | str, experiment: str, config, *, force: bool = False) -> "RunDir":
-        """Create ``path`` or reopen it to resume.
+        """Create ``path`` or reopen it to resume; take its lock (released by `close`).
 
         * empty or missing: create it and write ``config.json`` and ``manifest.json``;
         * holds the same experiment and config: resume (the manifest records the restart);
-        * holds something else: raise ``RunDirConflict`` unless ``force``, which clears the
-          run's files (``config.json``, ``manifest.json``, metrics, arrays, figures, summary, ckpt).
+        * differs only in the config class's ``EVAL_ONLY`` keys: resume, record the change in the
+          manifest (``config_changes``) and mark the run for re-evaluation (``config_changed``);
+        * holds something else: raise ``RunDirConflict`` unless ``force``, which first checks and
+          then deletes what the manifest's ``files`` list says the run wrote (sub-runs included);
+          other files stay. A non-empty directory that holds no run is refused even with ``force``.
         """
         path = Path(path)
         cfg = json.loads(to_json(config))
         record = {"experiment": experiment, "config": cfg}
         defaults = _field_defaults(config)
+        eval_only = set(getattr(config, "EVAL_ONLY", ()))
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise OSError(f"cannot create run directory {path}: {e.strerror}") from None
         if not os.access(path, os.W_OK):
             raise PermissionError(f"run directory {path} is not writable")
+        rd = cls(path, experiment, cfg)
+        rd._acquire_lock()
+        try:
+            changes = rd._check_existing(record, defaults, eval_only, force)
+            manifest_path = path / "manifest.json"
+            manifest = read_json(manifest_path, dict) if manifest_path.exists() else {
+                "experiment": experiment, "created": _now(), "starts": []}
+            manifest["environment"] = environment()
+            manifest.setdefault("starts", []).append(_now())
+            manifest["seed"] = cfg.get("seed")
+            files = manifest.setdefault("files", [])
+            for name in ("config.json", "manifest.json"):
+                if name not in files:
+                    files.append(name)
+            if changes:
+                manifest.setdefault("config_changes", []).append({"at": _now(), "changes": changes})
+                rd.config_changed = True
+            atomic_write_json(path / "config.json", record)
+            atomic_write_json(manifest_path, manifest)
+            _register_in_parent(path)
+        except BaseException:
+            rd.close()
+            raise
+        return rd
+
+    def _check_existing(self, record: dict, defaults: dict, eval_only: set, force: bool) -> dict:
+        """Compare with the run already in the directory; returns the evaluation-only changes."""
+        path, cfg = self.path, record["config"]
         existing = path / "config.json"
         if existing.exists():
             try:
-                old = read_json(existing)
-            except (OSError, ValueError):
-                old = None
+                old = read_json(existing, dict)
+            except RunFileError as e:
+                old, why = None, str(e)
+            else:
+                why = ""
             if isinstance(old, dict) and _same_run(old, record, defaults):
-                old = record  # written by an older version: fields added since are at their defaults
-            if old != record:
-                if not force:
-                    what = (f"experiment {old.get('experiment')!r}" if isinstance(old, dict)
-                            else "an unreadable config.json")
-                    diff = _config_diff(old.get("config", {}) if isinstance(old, dict) else {}, cfg)
-                    raise RunDirConflict(
-                        f"{path} already holds a different run ({what}{'; differs in ' + diff if diff else ''}); "
-                        f"choose another --out or pass --force to replace it")
-                _clear_run(path)
-        elif any(p for p in path.iterdir() if not p.name.startswith(".")):
+                return {}
+            if isinstance(old, dict) and old.get("experiment") == record["experiment"] and \
+                    isinstance(old.get("config"), dict):
+                ocfg = {**defaults, **old["config"]}
+                diff = {k for k in set(ocfg) | set(cfg) if ocfg.get(k) != cfg.get(k)}
+                if diff and diff <= eval_only:
+                    return {k: [ocfg.get(k), cfg.get(k)] for k in sorted(diff)}
             if not force:
-                raise RunDirConflict(f"{path} is not empty and holds no run; choose another --out "
-                                     f"or pass --force to write into it anyway")
-        rd = cls(path, experiment, cfg)
-        manifest_path = path / "manifest.json"
-        manifest = read_json(manifest_path) if manifest_path.exists() else {
-            "experiment": experiment, "created": _now(), "starts": []}
-        manifest["environment"] = environment()
-        manifest.setdefault("starts", []).append(_now())
-        manifest["seed"] = cfg.get("seed")
-        atomic_write_json(existing, record)
-        atomic_write_json(manifest_path, manifest)
-        return rd
+                if old is None:
+                    raise RunDirConflict(f"{why}; choose another --out, or pass --force to replace "
+                                         f"the run")
+                diff = _config_diff(old.get("config", {}) if isinstance(old.get("config"), dict)
+                                    else {}, cfg)
+                raise RunDirConflict(
+                    f"{path} already holds a different run (experiment {old.get('experiment')!r}"
+                    f"{'; differs in ' + diff if diff else ''}); "
+                    f"choose another --out or pass --force to replace it")
+            clear_run(path)
+        elif any(p for p in path.iterdir() if not p.name.startswith(".")):
+            raise RunDirConflict(f"{path} is not empty and holds no run (no config.json); choose "
+                                 f"another --out (--force only replaces a run, never other files)")
+        return {}
+
+    # -- the lock ----------------------------------------------------------------------------
+    def _acquire_lock(self) -> None:
+        self._lock_held = acquire_lock(self.path)
+
+    def close(self) -> None:
+        """Release the directory's lock (idempotent)."""
+        if self._lock_held:
+            with contextlib.suppress(FileNotFoundError):
+                (self.path / LOCK).unlink()
+            self._lock_held = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
     # -- writing -----------------------------------------------------------------------------
     def set_origin(self, preset: str, overrides: list[str]) -> None:
@@ -197,69 +207,101 @@ class RunDir:
 
     def update_manifest(self, **fields) -> None:
         p = self.path / "manifest.json"
-        m = read_json(p)
+        m = read_json(p, dict)
         m.update(fields)
         atomic_write_json(p, m)
 
+    def record_file(self, name: str) -> None:
+        """Add ``name`` (relative to the run directory) to the manifest's written-files list."""
+        p = self.path / "manifest.json"
+        if not p.exists():
+            return
+        m = read_json(p, dict)
+        files = m.setdefault("files", [])
+        if name not in files:
+            files.append(name)
+            atomic_write_json(p, m)
+
     def log_metrics(self, record: dict) -> None:
         """Append one JSON line to ``metrics.jsonl`` (flushed and fsynced)."""
-        with open(self.path / "metrics.jsonl", "a") as f:
+        p = self.path / "metrics.jsonl"
+        if not p.exists():
+            self.record_file("metrics.jsonl")
+        with open(p, "a") as f:
             f.write(to_json(record, sort_keys=True) + "\n")
             f.flush()
             os.fsync(f.fileno())
 
     def read_metrics(self) -> list[dict]:
-        p = self.path / "metrics.jsonl"
-        if not p.exists():
-            return []
-        out = []
-        with open(p) as f:
-            for line in f:
-                line = line.strip()
-                if line:
-                    try:
-                        out.append(json.loads(line))
-                    except ValueError:  # a torn last line from a kill mid-write
-                        break
-        return out
+        """The records of ``metrics.jsonl``. A corrupt line raises `RunFileError` naming the file
+        and line; only a torn last line (no trailing newline: a kill mid-write) is dropped, with a
+        warning."""
+        return read_metrics_file(self.path / "metrics.jsonl")
 
     def truncate_metrics(self, max_step: int) -> None:
         """Keep only records with ``step <= max_step`` (used when resuming from a checkpoint)."""
+        p = self.path / "metrics.jsonl"
+        if not p.exists():
+            return
         recs = [r for r in self.read_metrics() if r.get("step", -1) <= max_step]
-        atomic_write_bytes(self.path / "metrics.jsonl",
-                           "".join(to_json(r, sort_keys=True) + "\n" for r in recs).encode())
+        atomic_write_bytes(p, "".join(to_json(r, sort_keys=True) + "\n" for r in recs).encode())
 
     def save_arrays(self, name: str, **arrays) -> Path:
         buf = io.BytesIO()
         np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
         p = self.path / f"{name}.npz"
+        self.record_file(p.name)
         atomic_write_bytes(p, buf.getvalue())
         return p
 
     def load_arrays(self, name: str) -> dict[str, np.ndarray]:
-        with np.load(self.path / f"{name}.npz", allow_pickle=False) as f:
-            return {k: f[k] for k in f.files}
+        p = self.path / f"{name}.npz"
+        try:
+            with np.load(p, allow_pickle=False) as f:
+                return {k: f[k] for k in f.files}
+        except FileNotFoundError:
+            raise
+        except Exception as e:  # zipfile.BadZipFile, ValueError, EOFError, OSError: all "corrupt"
+            raise RunFileError(f"{p}: unreadable ({type(e).__name__}: {e}); delete it to recompute "
+                               f"it") from None
 
     def save_figure(self, name: str, fig) -> Path:
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
         p = self.path / f"{name}.png"
+        self.record_file(p.name)
         atomic_write_bytes(p, buf.getvalue())
         return p
 
     def save_json(self, name: str, obj) -> Path:
         p = self.path / f"{name}.json"
+        self.record_file(p.name)
         atomic_write_json(p, obj)
         return p
 
     def write_summary(self, summary: dict) -> None:
         """Write ``summary.json`` (last) and the run's wall time into the manifest."""
+        self.record_file("summary.json")
         self.update_manifest(finished=_now(), wall_seconds_last_start=round(time.time() - self._t0, 3))
         atomic_write_json(self.path / "summary.json", summary)
 
     @property
     def ckpt_dir(self) -> Path:
+        self.record_file("ckpt")
         return self.path / "ckpt"
+
+
+def _register_in_parent(path: Path) -> None:
+    """A run created inside another run (a sweep's member) is listed in the parent's files."""
+    parent = path.parent
+    pm = parent / "manifest.json"
+    if (parent / "config.json").is_file() and pm.is_file():
+        with contextlib.suppress(RunFileError, OSError):
+            m = read_json(pm, dict)
+            files = m.setdefault("files", [])
+            if path.name + "/" not in files:
+                files.append(path.name + "/")
+                atomic_write_json(pm, m)
 
 
 def _field_defaults(config) -> dict:
@@ -294,18 +336,6 @@ def _config_diff(old: dict, new: dict) -> str:
     return ", ".join(diffs[:4]) + (" ..." if len(diffs) > 4 else "")
 
 
-def _clear_run(path: Path) -> None:
-    import shutil
-
-    for p in path.iterdir():
-        if p.name in ("config.json", "manifest.json", "metrics.jsonl", "summary.json", "ckpt") or \
-                p.suffix in (".npz", ".png", ".json"):
-            if p.is_dir():
-                shutil.rmtree(p)
-            else:
-                p.unlink()
-
-
 def refuse_run_file(path: Path | str) -> None:
     """Raise ``FileExistsError`` when ``path`` would be a file inside a run directory (a directory
     holding ``config.json``): reports and exports never write over a run's own files."""
@@ -323,8 +353,11 @@ def load_run(path: Path | str) -> dict:
     path = Path(path)
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"{path} is not a run directory (no config.json)")
-    rd = RunDir(path, "", {})
-    summary = read_json(path / "summary.json") if (path / "summary.json").exists() else None
-    manifest = read_json(path / "manifest.json") if (path / "manifest.json").exists() else {}
-    return {"config": read_json(path / "config.json"), "manifest": manifest, "summary": summary,
-            "metrics": rd.read_metrics()}
+    summary = read_json(path / "summary.json", dict) if (path / "summary.json").exists() else None
+    manifest = read_json(path / "manifest.json", dict) if (path / "manifest.json").exists() else {}
+    config = read_json(path / "config.json", dict)
+    if not isinstance(config.get("config", {}), dict) or not isinstance(config.get("experiment", ""), str):
+        raise RunFileError(f"{path / 'config.json'}: expected {{\"experiment\": ..., \"config\": {{...}}}}; "
+                           f"the file is corrupt")
+    return {"config": config, "manifest": manifest, "summary": summary,
+            "metrics": read_metrics_file(path / "metrics.jsonl")}

@@ -24,6 +24,10 @@ from .quadratic import (WorstCasePoints, alphas, alphas_from_variables, ellipsoi
                         fraction_in_range, is_perfect, worst_case_points,
                         worst_case_points_from_variables)
 from .binomial import clopper_pearson
+from .nearest_error import (MeanDistance, NearestErrorResult, alphas_and_axes,
+                            alphas_and_axes_from_variables, exact_mean_distance, exact_nearest_error)
+from .certify import (CertificateResult, certify_l2, fold_batchnorm, layers_from_sphere_mlp,
+                      logit_bounds)
 from .simplified import (log_betainc, simplified_alpha, simplified_clt_error_rate,
                          simplified_exact_error_rate)
 from .threshold import (OptimalThreshold, optimal_threshold, required_fraction, required_k,
@@ -52,5 +56,10 @@ __all__ = [
     # Lipschitz bounds (Szegedy §4.3)
     "dense_lipschitz", "conv_lipschitz", "model_lipschitz_bound", "ConvSpec", "LipschitzBound", "same_padding",
     "operator_norm_power_iteration",
+    # exact nearest errors of the quadratic net (Gilmer §4-5)
+    "exact_nearest_error", "exact_mean_distance", "NearestErrorResult", "MeanDistance",
+    "alphas_and_axes", "alphas_and_axes_from_variables",
+    # certified L2 radii of ReLU (+BatchNorm) nets (CROWN)
+    "certify_l2", "logit_bounds", "CertificateResult", "fold_batchnorm", "layers_from_sphere_mlp",
     "PrecisionWarning",
 ]

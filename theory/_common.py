@@ -51,3 +51,39 @@ def as_float64_array(x, name: str, *, min_ndim: int = 0) -> np.ndarray:
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} must be finite (got NaN or inf)")
     return arr
+
+
+def check_alpha(alpha, name: str = "alpha"):
+    """Validate ellipsoid coefficients outside jit: finite, at least 1-D, non-empty last axis
+    (``(..., d)``, ``d >= 1``). Returns ``alpha`` unchanged (tracers pass through)."""
+    if not is_concrete(alpha):
+        return alpha
+    arr = np.asarray(alpha)
+    if arr.ndim < 1 or arr.shape[-1] == 0:
+        raise ValueError(f"{name} must have shape (..., d) with d >= 1, got shape {arr.shape}")
+    if not np.issubdtype(arr.dtype, np.number) or not np.all(np.isfinite(arr)):
+        bad = int(np.size(arr) - np.sum(np.isfinite(arr))) if np.issubdtype(arr.dtype, np.number) else "all"
+        raise ValueError(f"{name} must be finite: {bad} of {arr.size} entries are NaN or inf "
+                         f"(a diverged model?)")
+    return alpha
+
+
+def check_unit_interval(x, name: str, *, closed: bool = True):
+    """Validate a probability outside jit: finite and in [0, 1] (``closed``) or (0, 1)."""
+    if not is_concrete(x):
+        return x
+    arr = np.asarray(x, dtype=np.float64)
+    ok = np.isfinite(arr) & ((arr >= 0) & (arr <= 1) if closed else (arr > 0) & (arr < 1))
+    if not np.all(ok):
+        raise ValueError(f"{name} must lie in {'[0, 1]' if closed else '(0, 1)'}, got {x!r}")
+    return x
+
+
+def check_positive_dimension(d, name: str = "d"):
+    """Validate a dimension outside jit: finite and >= 1."""
+    if not is_concrete(d):
+        return d
+    arr = np.asarray(d, dtype=np.float64)
+    if not np.all(np.isfinite(arr) & (arr >= 1)):
+        raise ValueError(f"{name} must be >= 1, got {d!r}")
+    return d

@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from scipy import integrate, optimize, special
 
-from ._common import as_float64_array
+from ._common import as_float64_array, check_positive_dimension, check_unit_interval
 
 
 def _check_mu_d(mu, d):
@@ -193,6 +193,8 @@ def asymptotic_distance_bound(mu, d):
 
     Shapes: ``mu`` and ``d`` broadcast. Jittable and differentiable.
     """
+    check_unit_interval(mu, "mu")
+    check_positive_dimension(d)
     return _inverse_upper_normal(mu) / jnp.sqrt(jnp.asarray(d, dtype=jnp.result_type(float)))
 
 
@@ -203,6 +205,8 @@ def asymptotic_cap_distance(mu, d):
     ``{x₁ >= a/√d}`` is ``≈ (a − Z)₊/√d``, whose mean is ``(a Φ(a) + φ(a))/√d``. ``cap_distance_bound``
     converges to it with relative error O(1/d) (see the tests). Jittable.
     """
+    check_unit_interval(mu, "mu")
+    check_positive_dimension(d)
     a = _inverse_upper_normal(mu)
     # mu = 1 gives a = -inf, where a·Φ(a) is -inf·0; the limit (every point in the cap) is 0
     whole = jnp.isneginf(a)

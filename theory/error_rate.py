@@ -32,7 +32,7 @@ from jax import lax
 from scipy import optimize, special, stats
 
 from .binomial import clopper_pearson
-from ._common import as_float64_array, check_radius, check_sphere, is_concrete, warn_if_float32
+from ._common import as_float64_array, check_alpha, check_radius, check_sphere, is_concrete, warn_if_float32
 
 # --------------------------------------------------------------------------------------------------
 # The quadratic form's coefficients
@@ -47,6 +47,7 @@ def error_coefficients(alpha, *, sphere: str = "inner", R=1.3):
     """
     check_sphere(sphere)
     check_radius(R)
+    check_alpha(alpha)
     xp = jnp if isinstance(alpha, jax.Array) or not is_concrete(alpha) else np
     alpha = xp.asarray(alpha)
     return alpha - 1.0 if sphere == "inner" else 1.0 - alpha * R**2
@@ -73,7 +74,7 @@ def clt_error_rate(alpha, *, sphere: str = "inner", R=1.3, log: bool = False) ->
 
     Shapes: ``alpha (..., d) -> (...)``. Jittable and differentiable.
     """
-    lam = jnp.asarray(error_coefficients(jnp.asarray(alpha), sphere=sphere, R=R))
+    lam = jnp.asarray(error_coefficients(check_alpha(jnp.asarray(alpha)), sphere=sphere, R=R))
     mu = jnp.sum(lam, axis=-1)
     sigma = jnp.sqrt(2.0 * jnp.sum(lam * lam, axis=-1))
     safe = jnp.where(sigma > 0, sigma, 1.0)

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ._common import check_radius, is_concrete, warn_if_float32
+from ._common import check_alpha, check_radius, is_concrete, warn_if_float32
 
 
 def _check_b(b) -> None:
@@ -81,7 +81,11 @@ def alphas(W, w, b) -> jax.Array:
     """
     warn_if_float32("alphas", "alphas near 1 or 1/R² decide whether a model is perfect")
     _check_b(b)
-    return _alpha_and_vectors(W, w, b, full=False)[0]
+    alpha = _alpha_and_vectors(W, w, b, full=False)[0]
+    if is_concrete(alpha, W, w) and not bool(jnp.all(jnp.isfinite(alpha))):
+        raise ValueError("alphas: W, w or b is not finite (NaN or inf), so α is undefined; the "
+                         "model has diverged")
+    return alpha
 
 
 def _params_of(variables):
@@ -109,14 +113,14 @@ def is_perfect(alpha, R=1.3) -> jax.Array:
     set of the inner sphere on the boundary, which is not an error of positive probability.
     """
     check_radius(R)
-    alpha = jnp.asarray(alpha)
+    alpha = jnp.asarray(check_alpha(alpha))
     return jnp.all((alpha >= 1.0 / R**2) & (alpha <= 1.0), axis=-1)
 
 
 def fraction_in_range(alpha, R=1.3) -> jax.Array:
     """Fraction of the ``αᵢ`` inside ``[1/R², 1]`` (the paper's "% of α in range"). ``(..., d) -> (...)``."""
     check_radius(R)
-    alpha = jnp.asarray(alpha)
+    alpha = jnp.asarray(check_alpha(alpha))
     inside = (alpha >= 1.0 / R**2) & (alpha <= 1.0)
     return jnp.mean(inside.astype(alpha.dtype), axis=-1)
 
@@ -128,7 +132,7 @@ def ellipsoid_semi_axes(alpha) -> jax.Array:
     The inner sphere (radius 1) is inside the ellipsoid iff every semi-axis is ``>= 1``; the outer
     sphere (radius ``R``) is outside iff every semi-axis is ``<= R``. Shapes: ``(..., d) -> (..., d)``.
     """
-    alpha = jnp.asarray(alpha)
+    alpha = jnp.asarray(check_alpha(alpha))
     return jnp.where(alpha > 0, 1.0 / jnp.sqrt(jnp.where(alpha > 0, alpha, 1.0)), jnp.inf)
 
 

@@ -91,6 +91,7 @@ def simplified_alpha(k: int, d: int, a: float, b: float) -> np.ndarray:
     """
     if not (0 <= k <= d and int(k) == k and int(d) == d and d >= 1):
         raise ValueError(f"need integers 0 <= k <= d, d >= 1; got k={k}, d={d}")
+    as_float64_array([a, b], "a and b")
     return np.concatenate([np.full(int(k), float(a)), np.full(int(d) - int(k), float(b))])
 
 

@@ -24,7 +24,7 @@ from typing import Callable
 
 from ..config import Config, ConfigError
 from ..paper import PaperRow
-from ..results import RunDir
+from ..results import RunDir, read_json
 from ..tables import Tables
 
 
@@ -95,12 +95,18 @@ def make_config(name: str, preset: str = "quick", overrides: list[str] | dict | 
 
 def run_experiment(name: str, out_dir: Path | str | Config, *legacy, preset: str = "quick",
                    overrides: list[str] | dict | None = None, seed: int | None = None,
-                   config: Config | None = None, force: bool = False, progress: bool = True) -> dict:
+                   config: Config | None = None, force: bool = False, progress: bool = True,
+                   reevaluate: bool = False) -> dict:
     """Run ``name`` into ``out_dir`` and return its summary (see the module docstring).
 
     Either ``preset`` (+ ``overrides``, ``seed``) or a ready ``config``; the manifest records the
     preset (``custom`` for a config that matches no preset) and the overrides either way. The
     earlier form ``run_experiment(name, config, out_dir)`` still works, with a DeprecationWarning.
+
+    A finished run (``summary.json`` present) is not recomputed: its summary is returned as it
+    is, unless ``reevaluate`` or the config changed in evaluation-only keys (``EVAL_ONLY``), when
+    the summary is recomputed from the final checkpoint. The run directory's lock is held until
+    this returns or raises.
     """
     if isinstance(out_dir, Config):
         import warnings
@@ -121,10 +127,15 @@ def run_experiment(name: str, out_dir: Path | str | Config, *legacy, preset: str
     else:
         preset = exp.config_cls.preset_of(config)
     config.validate()
+    config.check_resources()
     config.preflight()
-    run_dir = RunDir.open(out_dir, name, config, force=force)
-    run_dir.set_origin(preset, _overrides_record(overrides, seed))
-    return exp.run(config, run_dir, progress=progress)
+    with RunDir.open(out_dir, name, config, force=force) as run_dir:
+        done = run_dir.path / "summary.json"
+        if done.exists() and not (reevaluate or run_dir.config_changed):
+            return read_json(done, dict)
+        run_dir.reevaluate = bool(reevaluate or run_dir.config_changed)
+        run_dir.set_origin(preset, _overrides_record(overrides, seed))
+        return exp.run(config, run_dir, progress=progress)
 
 
 def _overrides_record(overrides, seed) -> list[str]:

@@ -20,13 +20,12 @@ import numpy as np
 
 from .. import plots
 from ..checkpoint import Checkpoints
-from ..config import Config, require
+from ..config import Config, mlp_memory_estimate, require
 from ..keys import named_keys
 from ..results import RunDir, read_json
 from ..sphere import data as sdata
 from ..sphere import evaluate, manifold, models, train
 from ..sphere.quadratic import quadratic_theory
-from ..tables import Tables, fmt_log10, fmt_rate, key_value
 
 SPHERE_STREAMS = {"init": 0, "data": 1, "eval": 2, "attack": 3}
 TIMING = "train_timing"  # train_timing.json: training seconds summed over every start of the run
@@ -67,10 +66,28 @@ class SphereTrainConfig(Config):
     attack_steps: int = 1000      # sphere attack, nearest mode
     worst_case_steps: int = 1000  # sphere attack, worst-case mode
     seed: int = 0
+    # ReLU net options (defaults: the behaviour every archived run had)
+    bn_momentum: float = 0.99     # BatchNorm running-average momentum
+    bn_epsilon: float = 1e-5      # BatchNorm variance epsilon (Flax's default; TensorFlow's is 1e-3)
+    init: Literal["lecun_normal", "glorot_uniform"] = "lecun_normal"   # Dense kernels (Flax / TensorFlow)
+    lr_schedule: Literal["constant", "linear_decay"] = "constant"     # linear_decay: to 0 over the last
+    decay_fraction: float = 0.5                                        #   decay_fraction of the steps
+    bn_stats: Literal["running", "population"] = "running"  # evaluation: running averages, or exact
+    population_samples: int = 1_000_000                      #   statistics on this many fresh points
+    eval_dtype: Literal["float32", "float64"] = "float32"    # evaluation precision (same parameters)
+    nonfinite: Literal["error", "count"] = "error"   # non-finite logits in evaluation: fail, or count as errors
+
+    # a finished run reopened with other values of these re-evaluates from its final checkpoint
+    EVAL_ONLY: typing.ClassVar[tuple[str, ...]] = (
+        "eval_samples", "eval_chunk", "attack_samples", "attack_steps", "worst_case_steps",
+        "attack_step_size", "track_eval_samples", "nonfinite")
 
     def validate(self) -> None:
         require(self.d >= 2, f"d must be >= 2 (got {self.d})")
+        require(self.d <= 10**6, f"d must be <= 1e6 (got {self.d})")
+        require(max((self.hidden, *self.widths)) <= 10**7, "hidden and widths must be <= 1e7")
         require(self.R > 1, f"R must be > 1 (the outer radius; got {self.R})")
+        require(self.R <= 100, f"R must be <= 100 (the outer radius; got {self.R})")
         require(all(w >= 1 for w in self.widths) and len(self.widths) >= 1,
                 f"widths must be positive integers, e.g. widths=1000,1000 (got {self.widths})")
         require(self.hidden >= 1, f"hidden must be >= 1 (got {self.hidden})")
@@ -85,8 +102,11 @@ class SphereTrainConfig(Config):
         require(self.lr > 0 and np.isfinite(self.lr), f"lr must be positive (got {self.lr})")
         require(self.train_size == 0 or self.train_size >= self.batch,
                 f"train_size must be 0 (online) or >= batch (got {self.train_size})")
-        require(self.eval_samples >= 1, f"eval_samples must be >= 1 (got {self.eval_samples})")
-        require(self.eval_chunk >= 1, f"eval_chunk must be >= 1 (got {self.eval_chunk})")
+        require(1 <= self.eval_samples <= 10**13, f"eval_samples must be in [1, 1e13] (got {self.eval_samples})")
+        require(1 <= self.eval_chunk <= 2**24, f"eval_chunk must be in [1, 2**24] (got {self.eval_chunk})")
+        require(-(-self.eval_samples // self.eval_chunk) < 2**31,
+                f"eval_samples / eval_chunk must be < 2**31 chunks; raise eval_chunk")
+        require(self.steps <= 10**12, f"steps must be <= 1e12 (got {self.steps})")
         for name in ("track_every", "track_eval_every"):
             v = getattr(self, name)
             require(v >= 0 and v % self.chunk_steps == 0,
@@ -97,9 +117,34 @@ class SphereTrainConfig(Config):
                 "attack_steps and worst_case_steps must be >= 1")
         require(self.track_eval_samples >= 1,
                 f"track_eval_samples must be >= 1 (got {self.track_eval_samples})")
+        require(0 <= self.bn_momentum < 1, f"bn_momentum must be in [0, 1) (got {self.bn_momentum})")
+        require(self.bn_epsilon > 0 and np.isfinite(self.bn_epsilon),
+                f"bn_epsilon must be positive, e.g. 1e-5 (Flax) or 1e-3 (TensorFlow) (got {self.bn_epsilon})")
+        require(self.init in models.KERNEL_INITS,
+                f"init must be one of {', '.join(models.KERNEL_INITS)} (got {self.init!r})")
+        require(self.lr_schedule in ("constant", "linear_decay"),
+                f"lr_schedule must be constant or linear_decay (got {self.lr_schedule!r})")
+        require(0 < self.decay_fraction <= 1, f"decay_fraction must be in (0, 1] (got {self.decay_fraction})")
+        require(self.bn_stats in ("running", "population"),
+                f"bn_stats must be running or population (got {self.bn_stats!r})")
+        require(self.bn_stats == "running" or self.model == "relu",
+                f"bn_stats=population needs model=relu (the {self.model} net has no BatchNorm)")
+        require(self.population_samples >= 2,
+                f"population_samples must be >= 2 (got {self.population_samples})")
+        require(self.eval_dtype in ("float32", "float64"),
+                f"eval_dtype must be float32 or float64 (got {self.eval_dtype!r})")
         ndev = jax.device_count()
         require(self.batch % ndev == 0,
                 f"batch {self.batch} is not divisible by the {ndev} visible devices; use a multiple of {ndev}")
+
+    def memory_estimate(self) -> dict[str, int]:
+        """Bytes of the largest arrays (`spheres.config.mlp_memory_estimate`)."""
+        relu = self.model == "relu"
+        return mlp_memory_estimate((self.d, *self.widths, 1) if relu else (self.d, self.hidden, 1),
+                                   "widths" if relu else "hidden", eval_chunk=3 * self.eval_chunk,
+                                   batch=4 * self.batch, attack_samples=4 * self.attack_samples,
+                                   track_eval_samples=3 * min(self.eval_chunk, self.track_eval_samples)
+                                   * bool(self.track_eval_every), train_size=self.train_size)
 
 
 # The paper's recipe (Gilmer §3): d = 500, Adam 1e-4, batch 50, 10^6 online steps, 10^7 points per sphere.
@@ -118,7 +163,8 @@ def derive_config(cfg: Config, cls: type[SphereTrainConfig] = SphereTrainConfig,
 
 def make_model(cfg: SphereTrainConfig):
     if cfg.model == "relu":
-        return models.SphereMLP(features=tuple(cfg.widths))
+        return models.SphereMLP(features=tuple(cfg.widths), momentum=cfg.bn_momentum, epsilon=cfg.bn_epsilon,
+                                kernel_init=cfg.init)
     return models.QuadraticNet(hidden=cfg.hidden)
 
 
@@ -130,7 +176,8 @@ def make_data(cfg: SphereTrainConfig, key: jax.Array):
 
 def initial_state(cfg: SphereTrainConfig, init_variables=None) -> train.TrainState:
     """The config's model and optimiser at step 0 (``init_variables`` or a fresh init)."""
-    tx = train.make_optimizer(cfg.optimizer, cfg.lr)
+    tx = train.make_optimizer(cfg.optimizer, cfg.lr, schedule=cfg.lr_schedule, steps=cfg.steps,
+                              decay_fraction=cfg.decay_fraction)
     return train.create_train_state(make_model(cfg), tx, cfg.d, key=keys(cfg.seed)["init"],
                                     variables=init_variables)
 
@@ -150,7 +197,8 @@ def train_in_run(cfg: SphereTrainConfig, run_dir: RunDir, *, progress: bool = Tr
     with Checkpoints(run_dir.ckpt_dir) as ckpt:
         state = ckpt.restore_or(state)
         start = int(state.step)
-        run_dir.truncate_metrics(start)
+        # from step 0 every line is rewritten (a kill before the first checkpoint leaves a step-0 line)
+        run_dir.truncate_metrics(start if start > 0 else -1)
         prior = _read_timing(run_dir, start)
         if start == 0 and extra_metrics is not None:
             run_dir.log_metrics({"step": 0, **extra_metrics(state)})
@@ -202,10 +250,35 @@ def _timing(prior: dict, start: int, step: int, seconds: float) -> dict:
 
 
 def measure_error_rates(cfg: SphereTrainConfig, state: train.TrainState, *, progress: bool = True):
-    """Error rate per sphere on ``eval_samples`` points each (key ``eval``)."""
-    return evaluate.two_sphere_error_rates(models.logit_fns(state.model).batched, train.variables_of(state),
-                                           key=keys(cfg.seed)["eval"], d=cfg.d, R=cfg.R,
-                                           n=cfg.eval_samples, chunk=cfg.eval_chunk, progress=progress)
+    """Error rate per sphere on ``eval_samples`` points each (key ``eval``), with the config's
+    ``bn_stats`` and ``eval_dtype`` (`eval_model`)."""
+    model, variables = eval_model(cfg, state)
+    with jax.enable_x64(cfg.eval_dtype == "float64"):
+        return evaluate.two_sphere_error_rates(models.logit_fns(model).batched, variables,
+                                               key=keys(cfg.seed)["eval"], d=cfg.d, R=cfg.R,
+                                               n=cfg.eval_samples, chunk=cfg.eval_chunk, progress=progress,
+                                               nonfinite=cfg.nonfinite)
+
+
+def eval_model(cfg: SphereTrainConfig, state: train.TrainState):
+    """``(model, variables)`` evaluated: with ``bn_stats="population"`` the BatchNorm statistics are
+    recomputed exactly (`models.population_batch_stats`) on ``population_samples`` fresh training-
+    distribution points (key ``fold_in(eval, 2³¹ − 1)``); with ``eval_dtype="float64"`` the model computes
+    in float64 on the same parameters (call it under ``jax.enable_x64``)."""
+    model, variables = state.model, train.variables_of(state)
+    if cfg.bn_stats == "population":
+        key, chunk = jax.random.fold_in(keys(cfg.seed)["eval"], 2**31 - 1), 10_000
+
+        def sample():
+            for i in range(0, cfg.population_samples, chunk):
+                m = min(chunk, cfg.population_samples - i)
+                yield np.asarray(sdata.sample_two_spheres(jax.random.fold_in(key, i), m, cfg.d, cfg.R)[0])
+
+        variables = {**variables, "batch_stats": models.population_batch_stats(model, variables, sample)}
+    dtype = np.float64 if cfg.eval_dtype == "float64" else np.float32
+    if cfg.eval_dtype == "float64" and cfg.model == "relu":
+        model = model.clone(dtype=np.float64)
+    return model, jax.tree_util.tree_map(lambda a: np.asarray(a, dtype), jax.device_get(variables))
 
 
 def make_tracker(cfg: SphereTrainConfig) -> typing.Callable[[train.TrainState], dict] | None:
@@ -226,7 +299,7 @@ def make_tracker(cfg: SphereTrainConfig) -> typing.Callable[[train.TrainState], 
                 models.logit_fns(state.model).batched, train.variables_of(state),
                 key=jax.random.fold_in(keys(cfg.seed)["eval"], step + 1), d=cfg.d, R=cfg.R,
                 n=cfg.track_eval_samples, chunk=min(cfg.eval_chunk, cfg.track_eval_samples),
-                progress=False)
+                progress=False, nonfinite=cfg.nonfinite)
             for sphere, r in rates.items():
                 out[f"measured_{sphere}_errors"] = r.errors
                 out[f"measured_{sphere}_n"] = r.n
@@ -290,81 +363,14 @@ def run_sub(run_dir: RunDir, name: str, experiment: str, cfg: SphereTrainConfig,
             progress: bool = True) -> tuple[RunDir, dict]:
     """One member of a sweep: the sub-run ``run_dir/name``, trained and evaluated unless its
     ``summary.json`` already exists (then read). Returns ``(sub_dir, summary)``."""
-    sub_dir = RunDir.open(run_dir.path / name, experiment, cfg)
-    sub_dir.set_origin(run_dir.preset, run_dir.overrides)     # a member of the sweep's preset
-    done = sub_dir.path / "summary.json"
-    return sub_dir, (read_json(done) if done.exists() else run_sphere_training(cfg, sub_dir, progress=progress))
+    with RunDir.open(run_dir.path / name, experiment, cfg) as sub_dir:
+        sub_dir.set_origin(run_dir.preset, run_dir.overrides)     # a member of the sweep's preset
+        sub_dir.reevaluate = run_dir.reevaluate or sub_dir.config_changed
+        done = sub_dir.path / "summary.json"
+        if done.exists() and not sub_dir.reevaluate:
+            return sub_dir, read_json(done, dict)
+        return sub_dir, run_sphere_training(cfg, sub_dir, progress=progress)
 
 
-# ------------------------------------------------------------------------------------ tables
-
-
-def provenance(summary: dict) -> str:
-    """One line: preset, seed, devices, wall time (the keys a summary has)."""
-    parts = []
-    if summary.get("preset"):
-        parts.append(f"preset: {summary['preset']}")
-    if "seed" in summary:
-        parts.append(f"seed {summary['seed']}")
-    if "devices" in summary:
-        parts.append(f"{summary['devices']} {summary.get('backend', '')} device(s)")
-    if "wall_seconds" in summary:
-        parts.append(f"{summary['wall_seconds']:.0f} s")
-    return " | ".join(parts)
-
-
-def attack_rows(a: dict) -> list[tuple[str, str]]:
-    """Rows for `spheres.sphere.manifold.manifold_analysis` results."""
-    on, off = a["on_manifold_nearest"], a["off_manifold_nearest"]
-    n = a.get("n_correct", a["n_points"])
-    rows = []
-    if a.get("start_errors"):
-        rows.append(("attack starting points", f"{a['n_points']}, of which {a['start_errors']} already "
-                     f"misclassified (left out below)"))
-    rows.append(("on-manifold nearest error", f"found for {on['found']}/{n}"
-                 + (f"; distance mean {on['distance']['mean']:.4f}, median {on['distance']['median']:.4f}"
-                    if on["found"] else "")))
-    rows.append(("worst-case manifold attack", f"success {a['worst_case']['success']}/{n}"))
-    rows.append(("off-manifold nearest error", f"found for {off['found']}/{n}"
-                 + (f"; distance mean {off['distance']['mean']:.4f}, median "
-                    f"{off['distance']['median']:.4f}, min {off['distance']['min']:.4f} at norm "
-                    f"{off['norm_at_min']:.4f}" if off["found"] else "")))
-    rows.append(("random inner-pair distance", f"{a['random_pair_distance']['mean']:.4f} (sqrt 2 = 1.4142)"))
-    return rows
-
-
-def theory_rows(summary: dict) -> list[tuple[str, str]]:
-    """Rows for a quadratic net's ``theory`` block (α spectrum, exact and CLT rates)."""
-    th = summary.get("theory")
-    if not th or not th.get("alpha_valid", True):
-        return []
-    return [("alpha in [1/R^2, 1]", f"{th['alpha_fraction_in_range']:.1%} ({th['alpha_below']} below, "
-                                    f"{th['alpha_above']} above of {summary['d']}); perfect: {th['perfect']}"),
-            ("first perfect step", str(summary.get("first_perfect_step")))] + [
-        (f"theory, {s} sphere", f"exact {fmt_log10(th[f'log10_exact_{s}'])}, CLT {fmt_log10(th[f'log10_clt_{s}'])}")
-        for s in ("inner", "outer")]
-
-
-def training_table(summary: dict) -> Tables:
-    """The table of one sphere training run (``spheres run sphere-relu`` / ``sphere-quadratic``)."""
-    er = summary["error_rate"]
-    rows = [("model", f"{summary['model']}  (d={summary['d']}, R={summary['R']}, "
-                      f"{summary['params']:,} params)"),
-            ("training", f"{summary['steps']:,} steps × batch {summary['batch']}"
-                         + (f" on N={summary['train_size']:,}" if summary["train_size"] else " online")),
-            ("final training loss", f"{summary['final_train_loss']:.4g}"
-             if summary["final_train_loss"] is not None else "-")]
-    for sphere in ("inner", "outer"):
-        rows.append((f"error rate, {sphere} sphere", fmt_rate(er[sphere]) + " (exact interval)"))
-    for k, label in (("train_seconds", "train time (s)"), ("eval_seconds", "eval time (s)"),
-                     ("wall_seconds", "wall time (s)")):
-        rows.append((label, f"{summary[k]:.1f}"))
-    if summary.get("steps_per_second"):
-        timed = summary.get("steps_timed", summary["steps"])
-        rows.append(("training speed", f"{summary['steps_per_second']:.0f} steps/s"
-                     + (f" (time recorded for the last {timed:,} of {summary['steps']:,} steps)"
-                        if timed < summary["steps"] else "")))
-    if summary.get("attacks"):
-        rows += attack_rows(summary["attacks"])
-    rows += theory_rows(summary)
-    return Tables(summary["experiment"], provenance(summary), (key_value(rows),))
+# tables: spheres.experiments._sphere_tables (re-exported here for the experiment files)
+from ._sphere_tables import attack_rows, provenance, theory_rows, training_table  # noqa: E402,F401

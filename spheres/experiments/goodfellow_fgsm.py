@@ -1,7 +1,7 @@
 """``goodfellow-fgsm``: error and confidence under FGSM (Goodfellow et al. 2015, §4, §5, §7).
 
 Trains shallow softmax regression, a maxout network, a shallow RBF network (10 classes) and
-logistic regression on two classes (3 vs 7), and evaluates each on its own FGSM examples
+logistic regression on two classes (MNIST 3 vs 7; Fashion-MNIST Sandal vs Ankle boot), and evaluates each on its own FGSM examples
 ``x + ε sign(∇ₓJ)`` at ε = ``eps`` (clipped to [0, 1]): error, mean confidence, confidence on
 the mistakes; error-vs-ε curves over ``eps_grid`` (figure ``fgsm_error_vs_eps.png``).
 
@@ -30,6 +30,7 @@ from ..results import RunDir
 from ..tables import Tables, in_order, pct
 from . import register
 from ._goodfellow import (CITE, MEDIUM, PAPER_SCALE, QUICK, GoodfellowConfig, add_evaluation, eval_set,
+                          logistic_pair,
                           paper_value, train)
 from ._image import base_summary, finish_summary, load_data, tables
 
@@ -53,7 +54,7 @@ class FgsmConfig(GoodfellowConfig):
     experiment: `GoodfellowConfig`)."""
 
     eps_grid: tuple[float, ...] = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
-    logreg_classes: tuple[int, ...] = (3, 7)
+    logreg_classes: tuple[int, ...] = ()      # () = the data set's pair: _goodfellow.LOGISTIC_PAIR
 
     PRESETS: typing.ClassVar = {"quick": dict(QUICK), "medium": dict(MEDIUM), "paper": dict(PAPER_SCALE)}
     COST: typing.ClassVar = {
@@ -65,9 +66,9 @@ class FgsmConfig(GoodfellowConfig):
     def validate(self) -> None:
         super().validate()
         require(all(e >= 0 for e in self.eps_grid) and len(self.eps_grid) >= 1, "eps_grid must be non-negative values")
-        require(len(self.logreg_classes) == 2 and len(set(self.logreg_classes)) == 2
+        require(self.logreg_classes == () or len(self.logreg_classes) == 2 and len(set(self.logreg_classes)) == 2
                 and all(0 <= c <= 9 for c in self.logreg_classes),
-                f"logreg_classes must be two different labels in 0..9 (got {self.logreg_classes})")
+                f"logreg_classes must be empty (the data set's pair) or two different labels in 0..9 (got {self.logreg_classes})")
 
 
 @register("goodfellow-fgsm", FgsmConfig,
@@ -76,7 +77,8 @@ class FgsmConfig(GoodfellowConfig):
 def run(cfg: FgsmConfig, run_dir: RunDir, *, progress: bool = True) -> dict:
     t0 = time.time()
     ds = load_data(cfg)
-    binary = idata.binary_subset(ds, *cfg.logreg_classes)
+    pair = logistic_pair(cfg.logreg_classes, cfg.dataset)
+    binary = idata.binary_subset(ds, *pair)
     rows, curves = {}, {}
     for name in MODELS:
         d = binary if name == "logreg" else ds
@@ -97,7 +99,7 @@ def run(cfg: FgsmConfig, run_dir: RunDir, *, progress: bool = True) -> dict:
     summary.update({
         "eps": cfg.eps, "clip_to_unit_box": cfg.clip, "models": rows,
         "error_vs_eps": {"eps": list(cfg.eps_grid), **curves},
-        "logreg_classes": list(cfg.logreg_classes),
+        "logreg_classes": list(pair),
         "confidence_definition": "probability the model gives its predicted class (softmax; exp(score) for "
                                  "the RBF, whose classes are independent; sigmoid for logistic regression)",
     })

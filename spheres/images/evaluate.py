@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ..sphere.evaluate import NonFiniteOutputError, nonfinite_message
 from . import models as im
 
 
@@ -56,10 +57,11 @@ class Evaluation(NamedTuple):
                 "confidence_on_mistakes": self.confidence_on_mistakes, "n": int(self.predictions.size)}
 
 
-def evaluate(model, variables, x, y, *, batch: int = 1000) -> Evaluation:
-    """Error rate and confidence of ``model`` on ``x``, ``y`` (see `Evaluation`)."""
+def evaluate(model, variables, x, y, *, batch: int = 1000, nonfinite: str = "error") -> Evaluation:
+    """Error rate and confidence of ``model`` on ``x``, ``y`` (see `Evaluation`; ``nonfinite`` as
+    in `evaluation_from_logits`)."""
     logits = predict_logits(model, variables, x, batch=batch)
-    return evaluation_from_logits(model, logits, y)
+    return evaluation_from_logits(model, logits, y, nonfinite=nonfinite)
 
 
 def predictions(model, variables, x) -> np.ndarray:
@@ -79,16 +81,29 @@ def probabilities(model, logits: np.ndarray) -> np.ndarray:
     return z / z.sum(axis=-1, keepdims=True)
 
 
-def evaluation_from_logits(model, logits: np.ndarray, y) -> Evaluation:
+def evaluation_from_logits(model, logits: np.ndarray, y, *, nonfinite: str = "error") -> Evaluation:
     """The `Evaluation` of ``model``'s ``logits (N, 10)`` (or ``(N,)`` for a binary logit) against
-    labels ``y (N,)``; predictions are the argmax (``z > 0`` for a binary logit)."""
-    probs = probabilities(model, logits)
+    labels ``y (N,)``; predictions are the argmax (``z > 0`` for a binary logit).
+
+    An example with any non-finite logit is never read as a class: ``nonfinite="error"`` (default)
+    raises `NonFiniteOutputError` saying how many of how many; ``"count"`` counts it as an error
+    (prediction -1, confidence NaN)."""
+    if nonfinite not in ("error", "count"):
+        raise ValueError(f"nonfinite must be 'error' or 'count', got {nonfinite!r}")
     logits = np.asarray(logits)
+    bad = ~np.isfinite(logits) if logits.ndim == 1 else ~np.isfinite(logits).all(axis=-1)
+    if bad.any() and nonfinite == "error":
+        raise NonFiniteOutputError(nonfinite_message("image evaluation", int(bad.sum()), bad.size))
+    with np.errstate(all="ignore"):
+        probs = probabilities(model, logits)
     pred = (logits > 0).astype(np.int32) if logits.ndim == 1 else np.argmax(logits, axis=-1).astype(np.int32)
     conf = np.take_along_axis(probs, pred[:, None], axis=1)[:, 0]
+    pred = np.where(bad, -1, pred).astype(np.int32)
+    conf = np.where(bad, np.nan, conf)
     wrong = pred != np.asarray(y)
-    return Evaluation(float(wrong.mean()), float(conf.mean()),
-                      float(conf[wrong].mean()) if wrong.any() else float("nan"), pred, conf)
+    ok = ~bad
+    return Evaluation(float(wrong.mean()), float(conf[ok].mean()) if ok.any() else float("nan"),
+                      float(conf[wrong & ok].mean()) if (wrong & ok).any() else float("nan"), pred, conf)
 
 
 def label_purity(labels: np.ndarray, num_classes: int = im.NUM_CLASSES) -> float:

@@ -21,6 +21,17 @@ from . import data as sdata
 from ..sharding import batch_sharding, check_batch_divides, data_mesh
 
 
+class NonFiniteOutputError(ValueError):
+    """A model produced non-finite outputs (NaN or ±inf) in an evaluation; the message says how
+    many of how many."""
+
+
+def nonfinite_message(what: str, bad: int, n: int) -> str:
+    return (f"{what}: {bad:,} of {n:,} model outputs are not finite (NaN or inf); the model has "
+            f"diverged. Retrain with a smaller lr, or evaluate with nonfinite=count to count them "
+            f"as errors")
+
+
 class ErrorRate(NamedTuple):
     """``errors`` out of ``n``; ``rate = errors / n``; ``[lower, upper]`` the exact two-sided
     Clopper–Pearson interval at ``confidence`` (with 0 errors, ``upper = 1 − ((1−c)/2)^(1/n)``)."""
@@ -69,49 +80,95 @@ def make_error_counter(batch_logits: Callable, d: int, radius: float, label: int
     return count
 
 
+@functools.lru_cache(maxsize=64)
+def make_outcome_counter(batch_logits: Callable, d: int, radius: float, label: int, chunk: int,
+                         chunks_per_block: int, mesh=None) -> Callable:
+    """A jitted ``count(variables, key, first_chunk, full, rem) -> (errors, nonfinite)`` over one
+    block of chunks: ``full = n // chunk`` and ``rem = n % chunk`` come from the host, so ``n``
+    itself may exceed int32. A non-finite logit is counted in ``nonfinite`` and not in ``errors``.
+    Counts per block fit int32 (``chunks_per_block · chunk < 2**31``); the host sums them exactly.
+    """
+    check_batch_divides(chunk, mesh, "eval_chunk")
+    sharding = batch_sharding(mesh)
+
+    @jax.jit
+    def count(variables, key, first_chunk, full, rem):
+        def body(i, acc):
+            c = first_chunk + i
+            x = sdata.sample_sphere(jax.random.fold_in(key, c), chunk, d, radius)
+            x = jax.lax.with_sharding_constraint(x, sharding)
+            logits = batch_logits(variables, x)
+            finite = jnp.isfinite(logits)
+            wrong = ((logits > 0) != (label == 1)) & finite
+            valid = (c < full) | ((c == full) & (jnp.arange(chunk) < rem))
+            return (acc[0] + jnp.sum(wrong & valid, dtype=jnp.int32),
+                    acc[1] + jnp.sum(~finite & valid, dtype=jnp.int32))
+
+        zero = jnp.zeros((), jnp.int32)
+        return jax.lax.fori_loop(0, chunks_per_block, body, (zero, zero))
+
+    return count
+
+
 def sphere_error_rate(batch_logits: Callable, variables, *, key: jax.Array, d: int, radius: float,
                       label: int, n: int, chunk: int = 10_000, chunks_per_block: int = 10,
                       confidence: float = 0.95, mesh=None, progress: bool = True,
-                      desc: str | None = None) -> ErrorRate:
+                      desc: str | None = None, nonfinite: str = "error") -> ErrorRate:
     """Error rate of a classifier on ``n`` uniform points of the sphere of radius ``radius``.
 
     A point counts as an error when ``(logit > 0) != (label == 1)``. Returns ``ErrorRate`` with the
     exact Clopper–Pearson interval, so "0 errors in 10^7" reports ``upper ≈ 3.7e-7`` at 95%.
-    Memory is ``O(chunk · d)`` whatever ``n``.
+    Memory is ``O(chunk · d)`` whatever ``n``; ``n`` may exceed int32 (the host sums per-block
+    counts), up to ``2**31`` chunks.
+
+    Non-finite logits (NaN, ±inf) are never read as a class: with ``nonfinite="error"`` (default)
+    any of them raises `NonFiniteOutputError` saying how many of ``n``; with ``"count"`` they
+    count as errors.
     """
     from tqdm.auto import tqdm
 
+    if nonfinite not in ("error", "count"):
+        raise ValueError(f"nonfinite must be 'error' or 'count', got {nonfinite!r}")
     if n <= 0:
         raise ValueError(f"number of evaluation samples must be positive, got {n}")
-    if n >= 2**31:
-        raise ValueError(f"n = {n} per call exceeds the int32 counter; split into several calls")
     mesh = data_mesh() if mesh is None else mesh
     ndev = mesh.devices.size
     chunk = -(-min(chunk, n) // ndev) * ndev  # at most n, a multiple of the device count
-    count = make_error_counter(batch_logits, d, float(radius), int(label), chunk, chunks_per_block, mesh)
+    chunks_per_block = max(1, min(chunks_per_block, (2**31 - 1) // chunk))
     num_chunks = math.ceil(n / chunk)
-    errors = 0
+    if num_chunks >= 2**31:
+        raise ValueError(f"n = {n} is {num_chunks} chunks of {chunk}; more than 2**31: raise the chunk")
+    count = make_outcome_counter(batch_logits, d, float(radius), int(label), chunk, chunks_per_block, mesh)
+    full, rem = jnp.asarray(n // chunk, jnp.int32), jnp.asarray(n % chunk, jnp.int32)
+    errors = bad = 0
     with tqdm(total=n, desc=desc or f"eval r={radius:g}", disable=not progress, unit="pt",
               unit_scale=True, mininterval=1.0) as bar:
         pending = None
         for first in range(0, num_chunks, chunks_per_block):
-            out = count(variables, key, jnp.asarray(first, jnp.int32), jnp.asarray(n, jnp.int32))
+            out = count(variables, key, jnp.asarray(first, jnp.int32), full, rem)
             if pending is not None:
-                errors += int(pending[0])
+                errors += int(pending[0][0])
+                bad += int(pending[0][1])
                 bar.update(pending[1])
             pending = (out, min(n, (first + chunks_per_block) * chunk) - first * chunk)
-        errors += int(pending[0])
+        errors += int(pending[0][0])
+        bad += int(pending[0][1])
         bar.update(pending[1])
+    if bad and nonfinite == "error":
+        raise NonFiniteOutputError(nonfinite_message(desc or f"evaluation on the sphere r={radius:g}", bad, n))
+    errors += bad
     lower, upper = clopper_pearson(errors, n, confidence)
     return ErrorRate(errors, n, errors / n, lower, upper, confidence)
 
 
 def two_sphere_error_rates(batch_logits: Callable, variables, *, key: jax.Array, d: int, R: float,
                            n: int, chunk: int = 10_000, confidence: float = 0.95, mesh=None,
-                           progress: bool = True) -> dict[str, ErrorRate]:
-    """``{"inner": ErrorRate, "outer": ErrorRate}``: ``n`` points on each sphere, independent keys."""
+                           progress: bool = True, nonfinite: str = "error") -> dict[str, ErrorRate]:
+    """``{"inner": ErrorRate, "outer": ErrorRate}``: ``n`` points on each sphere, independent keys
+    (``nonfinite`` as in `sphere_error_rate`)."""
     k_in, k_out = jax.random.split(key)
-    kw = dict(d=d, n=n, chunk=chunk, confidence=confidence, mesh=mesh, progress=progress)
+    kw = dict(d=d, n=n, chunk=chunk, confidence=confidence, mesh=mesh, progress=progress,
+              nonfinite=nonfinite)
     return {"inner": sphere_error_rate(batch_logits, variables, key=k_in, radius=1.0, label=0,
                                        desc="eval inner", **kw),
             "outer": sphere_error_rate(batch_logits, variables, key=k_out, radius=R, label=1,

@@ -36,14 +36,63 @@ class SphereMLP(nn.Module):
     features: Sequence[int] = (1000, 1000)
     momentum: float = 0.99
     dtype: jnp.dtype | None = None
+    epsilon: float = 1e-5            # BatchNorm's variance epsilon (Flax's default; TensorFlow's is 1e-3)
+    kernel_init: str = "lecun_normal"   # Dense kernels: "lecun_normal" (Flax) or "glorot_uniform" (TensorFlow)
 
     @nn.compact
     def __call__(self, x, train: bool = False):
+        init = KERNEL_INITS[self.kernel_init]()
         for width in self.features:
-            x = nn.Dense(width, use_bias=False, dtype=self.dtype)(x)
-            x = nn.BatchNorm(use_running_average=not train, momentum=self.momentum, dtype=self.dtype)(x)
+            x = nn.Dense(width, use_bias=False, dtype=self.dtype, kernel_init=init)(x)
+            x = nn.BatchNorm(use_running_average=not train, momentum=self.momentum, epsilon=self.epsilon,
+                             dtype=self.dtype)(x)
             x = nn.relu(x)
-        return nn.Dense(1, dtype=self.dtype)(x)[..., 0]
+        return nn.Dense(1, dtype=self.dtype, kernel_init=init)(x)[..., 0]
+
+
+KERNEL_INITS = {"lecun_normal": nn.initializers.lecun_normal, "glorot_uniform": nn.initializers.glorot_uniform}
+"""`SphereMLP.kernel_init` names: Flax's default and TensorFlow/Keras's ``Dense`` default."""
+
+
+def population_batch_stats(model: SphereMLP, variables, sample) -> dict:
+    """Exact population BatchNorm statistics of a `SphereMLP` over a sample, layer by layer, float64.
+
+    For a Dense → BN → ReLU stack, layer ``l``'s statistics are the mean and the (biased, as Flax's
+    BatchNorm) variance over the sample of its pre-BN activations ``zₗ = hₗ₋₁ Wₗ``, where ``hₗ₋₁`` is
+    computed with layers ``< l`` already normalised by their population statistics. With them the
+    eval-mode net normalises exactly as the train-mode net would on a batch equal to the sample.
+
+    ``sample``: an array ``(n, d)`` or a callable returning a fresh iterable of ``(m, d)`` chunks
+    (it is iterated once per layer). Moments are merged over chunks with Chan's pairwise formula.
+    Returns ``batch_stats`` ``{"BatchNorm_l": {"mean": (w,), "var": (w,)}}`` as float64 numpy arrays.
+    """
+    chunks = (lambda: (sample,)) if not callable(sample) else sample
+    params = jax.device_get(variables["params"])
+    stats = {}
+
+    def hidden(x, upto):
+        h = np.asarray(x, np.float64)
+        for i in range(upto):
+            z = h @ np.asarray(params[f"Dense_{i}"]["kernel"], np.float64)
+            bn, st = params[f"BatchNorm_{i}"], stats[f"BatchNorm_{i}"]
+            z = (z - st["mean"]) / np.sqrt(st["var"] + model.epsilon)
+            h = np.maximum(z * np.asarray(bn["scale"], np.float64) + np.asarray(bn["bias"], np.float64), 0.0)
+        return h
+
+    for layer in range(len(model.features)):
+        kernel = np.asarray(params[f"Dense_{layer}"]["kernel"], np.float64)
+        n, mean, m2 = 0, 0.0, 0.0
+        for x in chunks():
+            z = hidden(x, layer) @ kernel
+            k = z.shape[0]
+            cm = z.mean(axis=0)
+            cm2 = ((z - cm) ** 2).sum(axis=0)
+            delta = cm - mean
+            mean = mean + delta * (k / (n + k))
+            m2 = m2 + cm2 + delta**2 * (n * k / (n + k))
+            n += k
+        stats[f"BatchNorm_{layer}"] = {"mean": np.asarray(mean), "var": np.asarray(m2 / n)}
+    return stats
 
 
 class QuadraticNet(nn.Module):

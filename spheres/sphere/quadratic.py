@@ -76,3 +76,28 @@ def exact_worst_case_loss(params, R: float) -> dict:
     lam = np.linalg.eigvalsh(w * (W.T @ W))
     softplus = lambda t: float(np.logaddexp(0.0, t))  # noqa: E731
     return {"inner": softplus(lam[-1] + b), "outer": softplus(-(R * R * lam[0] + b))}
+
+
+ZERO_ALPHA_RTOL = 1e-9
+"""An α counts as zero when ``|α| <= ZERO_ALPHA_RTOL · max|α|``. With ``h < d``, ``theory.alphas``
+inserts the ``d − h`` null-space α as exact zeros; the other ``h`` are ``w sᵢ²/(−b)`` from the
+float64 SVD of the float32 ``W`` (exact in float64), far above this threshold unless ``W`` is
+rank-deficient. An eigen-decomposition of ``WᵀW`` in float64 returns its zeros at ~1e-16 · max."""
+
+
+def alpha_spectrum(alpha: np.ndarray, R: float, *, rtol: float = ZERO_ALPHA_RTOL) -> dict:
+    """Where the α of a quadratic net sit, zeros apart (an undersized net, ``h < d``, has ``d − h``).
+
+    Returns ``{"alpha_zero", "alpha_nonzero", "alpha_nonzero_min", "alpha_nonzero_median",
+    "alpha_nonzero_max", "alpha_nonzero_above_1", "alpha_nonzero_below"}`` (below: ``< 1/R²``);
+    the statistics are ``None`` when every α is zero.
+    """
+    alpha = np.asarray(alpha, np.float64)
+    scale = float(np.max(np.abs(alpha))) if alpha.size else 0.0
+    zero = np.abs(alpha) <= rtol * scale
+    nz = alpha[~zero]
+    stat = (lambda f: float(f(nz)) if nz.size else None)  # noqa: E731
+    return {"alpha_zero": int(zero.sum()), "alpha_nonzero": int(nz.size),
+            "alpha_nonzero_min": stat(np.min), "alpha_nonzero_median": stat(np.median),
+            "alpha_nonzero_max": stat(np.max), "alpha_nonzero_above_1": int((nz > 1).sum()),
+            "alpha_nonzero_below": int((nz < 1 / R**2).sum())}

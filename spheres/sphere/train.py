@@ -46,14 +46,30 @@ class TrainState:
     tx: optax.GradientTransformation = flax.struct.field(pytree_node=False)
 
 
-def make_optimizer(name: str = "adam", learning_rate: float = 1e-4) -> optax.GradientTransformation:
-    """``adam`` (paper default, lr 1e-4), ``sgd`` or ``momentum`` (0.9)."""
+def make_optimizer(name: str = "adam", learning_rate: float = 1e-4, *, schedule: str = "constant",
+                   steps: int | None = None, decay_fraction: float = 0.5) -> optax.GradientTransformation:
+    """``adam`` (paper default, lr 1e-4), ``sgd`` or ``momentum`` (0.9).
+
+    ``schedule="constant"``: ``learning_rate`` throughout. ``"linear_decay"``: constant for the
+    first ``(1 − decay_fraction)·steps`` steps, then linear to 0 at step ``steps`` (needs ``steps``).
+    """
+    if schedule == "constant":
+        lr = learning_rate
+    elif schedule == "linear_decay":
+        if steps is None or steps < 1 or not 0 < decay_fraction <= 1:
+            raise ValueError(f"linear_decay needs steps >= 1 and decay_fraction in (0, 1] "
+                             f"(got steps={steps}, decay_fraction={decay_fraction})")
+        decay = max(1, round(decay_fraction * steps))
+        lr = optax.join_schedules([optax.constant_schedule(learning_rate),
+                                   optax.linear_schedule(learning_rate, 0.0, decay)], [steps - decay])
+    else:
+        raise ValueError(f"unknown schedule {schedule!r}; choose constant or linear_decay")
     if name == "adam":
-        return optax.adam(learning_rate)
+        return optax.adam(lr)
     if name == "sgd":
-        return optax.sgd(learning_rate)
+        return optax.sgd(lr)
     if name == "momentum":
-        return optax.sgd(learning_rate, momentum=0.9)
+        return optax.sgd(lr, momentum=0.9)
     raise ValueError(f"unknown optimizer {name!r}; choose adam, sgd or momentum")
 
 

@@ -22,7 +22,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 NAMES = ["matmul", "eval", "train", "conv_train", "sphere_pgd", "image_pgd", "lbfgs", "error_rate", "memory",
-         "scaling", "paper_estimates"]
+         "scaling", "nearest_bracket", "paper_estimates"]
 
 
 def _run(out: Path, *args: str) -> subprocess.CompletedProcess:

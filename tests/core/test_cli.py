@@ -71,8 +71,13 @@ def test_run_show_resume_and_conflict(tmp_path):
     assert (out / "ckpt").is_dir()
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["environment"]["jax"] and manifest["seed"] == 0
-    # same command again: resumes (nothing left to train) and prints the same error counts
+    # same command again: a finished run prints its table and leaves its summary as it is
+    before = (out / "summary.json").read_bytes()
     r2 = _cli("run", "sphere-quadratic", "--out", str(out), *TINY)
+    assert r2.returncode == 0 and "error rate, inner sphere" in r2.stdout
+    assert (out / "summary.json").read_bytes() == before
+    # --reevaluate: resumes (nothing left to train) and recomputes the summary
+    r2 = _cli("run", "sphere-quadratic", "--out", str(out), *TINY, "--reevaluate")
     assert r2.returncode == 0
     s = json.loads((out / "summary.json").read_text())
     assert s["resumed_from_step"] == 100

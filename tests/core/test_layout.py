@@ -12,7 +12,10 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("spheres", "attacks", "theory")
 # Files allowed over MAX_LINES, each with the reason its single concern needs the length.
 MAX_LINES = 420       # "about 400": a module that needs more holds two concerns
-LONG_FILES = {}
+LONG_FILES = {
+    "theory.nearest_error": "one solver: the secular equations off and on the sphere share their "
+                            "derivation, safeguards and hard cases",
+}
 
 
 def _modules() -> dict[str, Path]:

@@ -53,8 +53,8 @@ def test_result_independent_of_block_grouping_and_partial_chunk():
 def test_counter_compiles_once_for_repeated_calls():
     kw = dict(key=jax.random.key(1), d=4, radius=1.0, label=0, n=5000, chunk=1000, progress=False)
     evaluate.sphere_error_rate(_halfspace_logits, {"t": jnp.asarray(0.5)}, **kw)
-    counter = evaluate.make_error_counter(_halfspace_logits, 4, 1.0, 0, 1000, 10,
-                                          evaluate.data_mesh())
+    counter = evaluate.make_outcome_counter(_halfspace_logits, 4, 1.0, 0, 1000, 10,
+                                            evaluate.data_mesh())
     size = counter._cache_size()
     evaluate.sphere_error_rate(_halfspace_logits, {"t": jnp.asarray(0.1)}, **kw)
     assert counter._cache_size() == size == 1

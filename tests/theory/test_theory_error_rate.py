@@ -260,21 +260,39 @@ def test_clt_agrees_with_exact_for_many_mildly_bad_alphas():
         assert abs(clt - exact) < 0.01, (name, clt, exact)
 
 
-def test_clt_is_far_off_in_the_tails_document_how_far():
-    # Documented gaps (d = 500): the CLT misses the exact tail by orders of magnitude in both directions.
-    # Values (log10 P): 5×2.0 + 495×0.8: exact −17.28, CLT −40.21; 1×5.0 + 499×0.9: exact −3.35, CLT −12.16;
-    # 250×0.95 + 250×1.02: exact −12.25, CLT −9.63. (Tolerances below only pin the documented values.)
-    few_bad = np.r_[np.full(5, 2.0), np.full(495, 0.8)]          # a few strongly bad α: CLT far too small
-    exact, clt = theory.exact_error_rate(few_bad, log=True), float(theory.clt_error_rate(few_bad, log=True))
-    assert exact / math.log(10) == pytest.approx(-17.28, abs=0.01)
-    assert clt / math.log(10) < -40                               # > 20 decades too small
-    one_bad = np.r_[5.0, np.full(499, 0.9)]                       # one bad α at a moderate rate
-    exact, clt = theory.exact_error_rate(one_bad), float(theory.clt_error_rate(one_bad))
-    assert exact == pytest.approx(4.51e-4, rel=1e-2) and clt < 1e-12
-    half_bad = np.r_[np.full(250, 0.95), np.full(250, 1.02)]     # mildly bad half: CLT too large
-    exact, clt = theory.exact_error_rate(half_bad, log=True), float(theory.clt_error_rate(half_bad, log=True))
-    assert exact / math.log(10) == pytest.approx(-12.25, abs=0.01)
-    assert clt / math.log(10) > -9.7                               # > 2.5 decades too large
+def _two_valued_log_p(k, lam1, d, lam2, dps=40):
+    """log P[λ₁ χ²_k + λ₂ χ²_{d−k} > 0] (λ₁ > 0 > λ₂) by mpmath's regularised incomplete beta:
+    χ²_k / (χ²_k + χ²_{d−k}) ~ Beta(k/2, (d−k)/2), so P = I_{λ₁/(λ₁−λ₂)}((d−k)/2, k/2)."""
+    with mp.workdps(dps):
+        l1, l2 = mp.mpf(lam1), mp.mpf(lam2)
+        return float(mp.log(mp.betainc(mp.mpf(d - k) / 2, mp.mpf(k) / 2, 0, l1 / (l1 - l2), regularized=True)))
+
+
+def _clt_log_p(alpha):
+    """log Φ(μ/σ), μ = Σ(α − 1), σ² = 2Σ(α − 1)² (Gilmer Prop. 4.1), by scipy's log_ndtr."""
+    lam = np.asarray(alpha, float) - 1
+    return float(special.log_ndtr(lam.sum() / math.sqrt(2 * np.sum(lam**2))))
+
+
+@pytest.mark.parametrize("k,a1,a2,exact_decades,gap_range", [
+    (5, 2.0, 0.8, -17.28, (-30, -20)),     # a few strongly bad α: CLT −40.2 decades, 22.9 too small
+    (1, 5.0, 0.9, -3.35, (-10, -8)),       # one bad α at a moderate rate: CLT −12.2, 8.8 too small
+    (250, 1.02, 0.95, -12.25, (2.5, 3)),   # mildly bad half: CLT −9.6, 2.6 decades too large
+])
+def test_clt_is_far_off_in_the_tails_document_how_far(k, a1, a2, exact_decades, gap_range):
+    # d = 500 with two values of α: the exact tail has a closed form (incomplete beta, 40 digits),
+    # so the code's contour integral is checked against it, and the CLT against its formula.
+    alpha = np.r_[np.full(k, a1), np.full(500 - k, a2)]
+    ref = _two_valued_log_p(k, a1 - 1, 500, a2 - 1)
+    exact = theory.exact_error_rate(alpha, log=True)
+    # tolerance: 1e-9 absolute in log P = 1e-9 relative in P (the contour code's documented accuracy)
+    assert exact == pytest.approx(ref, abs=1e-9)
+    # the documented decades in the module and README (2 decimals of log10 P)
+    assert ref / math.log(10) == pytest.approx(exact_decades, abs=0.005)
+    clt = float(theory.clt_error_rate(alpha, log=True))
+    assert clt == pytest.approx(_clt_log_p(alpha), rel=1e-12)      # same formula, float64 rounding
+    # the CLT's error in decades (log10 P_clt − log10 P_exact), both sides computed independently
+    assert gap_range[0] < (clt - exact) / math.log(10) < gap_range[1]
 
 
 def test_clt_jit_vmap_grad():

@@ -1,0 +1,109 @@
+"""`sphere_pgd` targeted with the margin loss, and targeted `transfer_error_rates`, against hand
+solutions on a linear 3-class model ``z = x`` (logits are the coordinates) in R³.
+
+For target t the targeted margin objective is ``m_t(x) = z_t − max_{j≠t} z_j``; the maximum and
+the boundary are found by hand in each test.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import attacks
+
+
+def linear3(x):
+    return x                                   # per-example logits = coordinates
+
+
+START = jnp.asarray([[1.0, 0.9, 0.0]], jnp.float32)
+START = START / jnp.linalg.norm(START, axis=1, keepdims=True)    # class 0, class 1 close behind
+
+
+def far_class_1(x):
+    """Logits (x₀, −10, x₂): class 1 can never win on the unit sphere, and for target 2 the
+    competitor is always class 0, so m₂ = x₂ − x₀ is smooth (no kink of the max)."""
+    return jnp.stack([x[0], -10.0 + 0 * x[1], x[2]])
+
+
+def test_worst_case_targeted_margin_reaches_the_maximum():
+    # maximise x₂ − x₀ on ‖x‖ = 1: the point (−1, 0, 1)/√2, value √2 (Cauchy–Schwarz).
+    res = attacks.sphere_pgd(far_class_1, START, jnp.asarray([2]), step_size=0.1, num_steps=200,
+                             mode="worst_case", targeted=True, loss="margin")
+    # tolerance: float32 on the sphere; the step-halving ascent converges to ~1e-6 in the value
+    assert float(res.loss[0]) == pytest.approx(math.sqrt(2), abs=1e-4)
+    np.testing.assert_allclose(res.x_adv[0], [-1 / math.sqrt(2), 0.0, 1 / math.sqrt(2)], atol=1e-2)
+    assert bool(res.success[0]) and int(jnp.argmax(far_class_1(res.x_adv[0]))) == 2
+    assert float(jnp.linalg.norm(res.x_adv[0])) == pytest.approx(1.0, abs=1e-5)
+    # target 1 is out of reach: the attack maximises −10 − max(x₀, x₂), at most −10 + 1/√2 (at
+    # x₀ = x₂ = −1/√2; the kink of the max stalls the ascent ~0.03 short of it) and fails
+    out = attacks.sphere_pgd(far_class_1, START, jnp.asarray([1]), step_size=0.1, num_steps=200,
+                             mode="worst_case", targeted=True, loss="margin")
+    assert not bool(out.success[0])
+    assert -10 + 1 / math.sqrt(2) - 0.1 < float(out.loss[0]) <= -10 + 1 / math.sqrt(2) + 1e-5
+    # monotone ascent: never below the start's objective −10 − max(START₀, START₂)
+    assert float(out.loss[0]) >= -10 - float(START[0, 0])
+
+
+def test_nearest_targeted_margin_stops_just_past_the_target_boundary():
+    # From START (class 0, class 1 close) toward target 2: the untargeted attack would stop in
+    # class 1; the targeted one must reach {x₂ > max(x₀, x₁)} and bisection leaves it within the
+    # arc step of the boundary: 0 < m₂(x_adv) ≤ step_size·(1 + slack).
+    step = 0.05
+    res = attacks.sphere_pgd(linear3, START, jnp.asarray([2]), step_size=step, num_steps=200,
+                             mode="nearest", targeted=True, loss="margin", refine_steps=20)
+    x = np.asarray(res.x_adv[0])
+    assert bool(res.success[0]) and int(np.argmax(x)) == 2
+    m = x[2] - max(x[0], x[1])
+    assert 0 < m <= 2 * step
+    assert float(res.loss[0]) == pytest.approx(m, abs=1e-6)        # the targeted margin objective
+    assert float(res.distance[0]) == pytest.approx(float(np.linalg.norm(x - np.asarray(START[0]))), abs=1e-6)
+    untargeted = attacks.sphere_pgd(linear3, START, jnp.asarray([0]), step_size=step, num_steps=200,
+                                    mode="nearest", loss="margin")
+    assert int(jnp.argmax(untargeted.x_adv[0])) == 1
+    assert float(untargeted.distance[0]) < float(res.distance[0])
+
+
+def test_transfer_targeted_counts_hits_of_the_target():
+    x = jnp.asarray([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.2, 0.1, 0.9]], jnp.float32)
+    target = jnp.asarray([0, 2, 2, 1])
+    swap = lambda v: v[jnp.asarray([1, 0, 2])]          # a model that swaps classes 0 and 1
+    res = attacks.transfer_error_rates(x, target, {"id": linear3, "swap": swap}, targeted=True)
+    # predictions: id -> 0, 1, 2, 2; swap -> 1, 0, 2, 2
+    np.testing.assert_array_equal(res.predictions["id"], [0, 1, 2, 2])
+    np.testing.assert_array_equal(res.predictions["swap"], [1, 0, 2, 2])
+    np.testing.assert_array_equal(res.errors["id"], [True, False, True, False])      # pred == target
+    np.testing.assert_array_equal(res.errors["swap"], [False, False, True, False])
+    assert float(res.error_rate["id"]) == pytest.approx(0.5)
+    assert float(res.error_rate["swap"]) == pytest.approx(0.25)
+    # untargeted: pred != y
+    un = attacks.transfer_error_rates(x, target, {"id": linear3}, targeted=False)
+    np.testing.assert_array_equal(un.errors["id"], [False, True, False, True])
+    # the mask restricts the rate (not the per-example arrays)
+    masked = attacks.transfer_error_rates(x, target, {"id": linear3}, targeted=True,
+                                          mask=jnp.asarray([True, True, False, False]))
+    assert float(masked.error_rate["id"]) == pytest.approx(0.5)
+    assert masked.errors["id"].shape == (4,)
+    none = attacks.transfer_error_rates(x, target, {"id": linear3}, mask=jnp.zeros(4, bool))
+    assert float(none.error_rate["id"]) == 0.0                     # empty mask: 0, not nan
+
+
+def test_transfer_from_a_targeted_attack():
+    # A targeted PGD on the identity model toward class 2, judged on a model that agrees on class 2
+    # and on one that maps class 2 to class 0: the target hit rate transfers to the first only.
+    key = jax.random.key(0)
+    x = jax.random.normal(key, (16, 3)) * 0.1 + jnp.asarray([1.0, 0.0, 0.0])
+    t = jnp.full((16,), 2)
+    adv = attacks.pgd(linear3, x, t, eps=2.0, num_steps=20, targeted=True, random_start=False)
+    assert bool(jnp.all(adv.success))
+    rot = lambda v: v[jnp.asarray([2, 0, 1])]           # class 2's logit moves to position 0
+    res = attacks.transfer_error_rates(adv.x_adv, t, {"id": linear3, "rot": rot}, targeted=True,
+                                       mask=adv.success)
+    assert float(res.error_rate["id"]) == 1.0
+    assert float(res.error_rate["rot"]) == 0.0
+    np.testing.assert_array_equal(res.predictions["rot"], jnp.zeros(16, jnp.int32))

@@ -1,0 +1,275 @@
+"""theory.certify: CROWN certified L2 radii of ReLU + BatchNorm nets (soundness against sampling and
+attacks, exactness on linear nets, BatchNorm folding, jit == vmap, float32 and float64)."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import attacks
+from spheres.sphere.models import SphereMLP
+from theory import certify as cf
+
+pytestmark = pytest.mark.usefixtures("float64")
+R = 1.3
+
+
+def _spheres(key, n, d, dtype=jnp.float64):
+    kx, ky = jax.random.split(key)
+    x = jax.random.normal(kx, (n, d), dtype)
+    y = jax.random.bernoulli(ky, 0.5, (n,)).astype(jnp.int32)
+    x = x / jnp.linalg.norm(x, axis=1, keepdims=True) * jnp.where(y == 1, R, 1.0)[:, None].astype(dtype)
+    return x, y
+
+
+def _train_sphere_mlp(d, widths, steps, seed=0, dtype=jnp.float64):
+    """A small SphereMLP trained briefly on the two spheres (a net with a real boundary)."""
+    model = SphereMLP(tuple(widths), momentum=0.9)
+    x0, _ = _spheres(jax.random.key(seed), 8, d, dtype)
+    variables = jax.tree.map(lambda a: a.astype(dtype), model.init(jax.random.key(seed + 1), x0))
+    params, stats = variables["params"], variables["batch_stats"]
+    tx = optax.adam(3e-3)
+    opt = tx.init(params)
+
+    @jax.jit
+    def step(carry, key):
+        params, stats, opt = carry
+        x, y = _spheres(key, 128, d, dtype)
+
+        def loss(p):
+            logits, upd = model.apply({"params": p, "batch_stats": stats}, x, train=True, mutable=["batch_stats"])
+            return optax.sigmoid_binary_cross_entropy(logits, y.astype(logits.dtype)).mean(), upd
+
+        (_, upd), g = jax.value_and_grad(loss, has_aux=True)(params)
+        upd_p, opt = tx.update(g, opt, params)
+        return (optax.apply_updates(params, upd_p), upd["batch_stats"], opt), None
+
+    keys = jax.random.split(jax.random.key(seed + 2), steps)
+    (params, stats, _), _ = jax.lax.scan(step, (params, stats, opt), keys)
+    return model, {"params": params, "batch_stats": stats}
+
+
+@pytest.fixture(scope="module")
+def net2():
+    return _train_sphere_mlp(2, (16, 16), 400, seed=0)
+
+
+@pytest.fixture(scope="module")
+def net3():
+    return _train_sphere_mlp(3, (24, 24), 400, seed=10)
+
+
+# ----------------------------------------------------------------------------------- construction
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+def test_batchnorm_folding_equals_the_module(dtype):
+    model = SphereMLP((7, 5, 6), dtype=dtype)
+    x = jax.random.normal(jax.random.key(0), (20, 4), dtype)
+    v = model.init(jax.random.key(1), x)
+    k = iter(jax.random.split(jax.random.key(2), 32))
+    # non-trivial running statistics and affine BatchNorm parameters
+    v = {"params": jax.tree.map(lambda a: (a + 0.5 * jax.random.normal(next(k), a.shape)).astype(dtype), v["params"]),
+         "batch_stats": jax.tree.map(lambda a: (a + jax.random.uniform(next(k), a.shape)).astype(dtype), v["batch_stats"])}
+    layers = cf.layers_from_sphere_mlp(v)
+    assert [W.shape for W, _ in layers] == [(7, 4), (5, 7), (6, 5), (1, 6)]
+    ref = model.apply(v, x)
+    out = cf.forward(layers, x)[:, 0]
+    # folding reassociates the BatchNorm arithmetic: rounding of the dtype
+    tol = 1e-5 if dtype == jnp.float32 else 1e-12
+    np.testing.assert_allclose(out, ref, rtol=tol, atol=tol)
+    assert out.dtype == dtype
+    with pytest.raises(ValueError, match="batch_stats"):
+        cf.layers_from_sphere_mlp({"params": v["params"]})
+
+
+def test_validation_errors():
+    layers = [(jnp.ones((3, 2)), jnp.zeros(3)), (jnp.ones((1, 3)), jnp.zeros(1))]
+    x = jnp.ones((4, 2))
+    with pytest.raises(ValueError, match="shape"):
+        cf.certify_l2(layers, jnp.ones((4, 5)), on_manifold=False)
+    with pytest.raises(ValueError, match="one output"):
+        cf.certify_l2([(jnp.ones((2, 2)), jnp.zeros(2))], x, on_manifold=False)
+    with pytest.raises(ValueError, match="chained"):
+        cf.certify_l2([(jnp.ones((3, 2)), jnp.zeros(3)), (jnp.ones((1, 4)), jnp.zeros(1))], x, on_manifold=False)
+    with pytest.raises(ValueError, match="labels"):
+        cf.certify_l2(layers, x, y=[0, 1, 2, 0], on_manifold=False)
+    with pytest.raises(ValueError, match="origin"):
+        cf.certify_l2(layers, jnp.zeros((1, 2)), on_manifold=True)
+    with pytest.raises(ValueError, match="steps"):
+        cf.certify_l2(layers, x, on_manifold=False, steps=0)
+
+
+# ------------------------------------------------------------------------------------- exactness
+
+
+def test_linear_net_certificate_is_the_exact_distance():
+    rng = np.random.default_rng(0)
+    d = 6
+    w, b = rng.standard_normal((1, d)), rng.standard_normal(1) * 0.3
+    x = rng.standard_normal((40, d))
+    res = cf.certify_l2([(w, b)], x, on_manifold=False)
+    exact = np.abs(x @ w[0] + b[0]) / np.linalg.norm(w)
+    # a linear bound is exact: closed form, float64 rounding
+    np.testing.assert_allclose(res.radius, exact, rtol=1e-12)
+    # on the sphere: the nearest sphere point with w·x̂ + b = 0 lies in the plane of x and w; sample
+    # that great circle finely and refine to get the chord to the boundary
+    on = cf.certify_l2([(w, b)], x, on_manifold=True)
+    theta = np.linspace(-np.pi, np.pi, 200_001)
+    for i in range(10):
+        r = np.linalg.norm(x[i])
+        u = x[i] / r
+        v = w[0] - (w[0] @ u) * u
+        v /= np.linalg.norm(v)
+        pts = r * (np.cos(theta)[:, None] * u + np.sin(theta)[:, None] * v)
+        g = pts @ w[0] + b[0]
+        err = np.sign(g) != np.sign(x[i] @ w[0] + b[0])
+        if not err.any():
+            assert float(on.radius[i]) == pytest.approx(2 * r, rel=1e-12)   # capped at the diameter
+            continue
+        ref = np.min(2 * r * np.abs(np.sin(theta[err] / 2)))
+        # grid step 3e-5 rad of angle: the chord to the first error is within r·3e-5 of the crossing
+        assert float(on.radius[i]) == pytest.approx(ref, abs=4e-5 * r)
+        assert float(on.radius[i]) <= ref + 1e-12                          # and never beyond it
+
+
+def test_bounds_contain_the_logit_on_random_points(net3):
+    model, v = net3
+    layers = cf.layers_from_sphere_mlp(v)
+    x, _ = _spheres(jax.random.key(5), 16, 3)
+    eps = 0.3
+    for on in (False, True):
+        lo, up = cf.logit_bounds(layers, x, eps, on_manifold=on)
+        key = jax.random.key(6)
+        dirs = jax.random.normal(key, (16, 4000, 3))
+        rad = eps * jax.random.uniform(jax.random.key(7), (16, 4000, 1)) ** (1 / 3)
+        pts = x[:, None] + rad * dirs / jnp.linalg.norm(dirs, axis=-1, keepdims=True)
+        if on:   # on the sphere: rescale, keeping those still within eps (chord)
+            pts = pts / jnp.linalg.norm(pts, axis=-1, keepdims=True) * jnp.linalg.norm(x, axis=-1)[:, None, None]
+        inside = jnp.linalg.norm(pts - x[:, None], axis=-1) <= eps
+        f = model.apply(v, pts.reshape(-1, 3)).reshape(16, 4000)
+        # rounding of float64 bound arithmetic only
+        assert bool(jnp.all(jnp.where(inside, f >= lo[:, None] - 1e-12, True)))
+        assert bool(jnp.all(jnp.where(inside, f <= up[:, None] + 1e-12, True)))
+    lo_b, _ = cf.logit_bounds(layers, x, eps, on_manifold=False)
+    lo_c, _ = cf.logit_bounds(layers, x, eps, on_manifold=True)
+    assert bool(jnp.all(lo_c >= lo_b - 1e-12))          # the cap is inside the ball: same lines, tighter
+
+
+# -------------------------------------------------------------------------------------- soundness
+
+
+def _logits(model, v, pts):
+    return np.concatenate([np.asarray(model.apply(v, jnp.asarray(c))) for c in np.array_split(pts, max(1, len(pts) // 500_000))])
+
+
+def test_certificate_never_exceeds_dense_sampling_d2(net2):
+    """Every sampled error is an error of the network, so the nearest one found bounds the true
+    distance from above: the certificate must not exceed it (a one-sided check, whatever the grid
+    step). Off the manifold: a 3e-3 grid of [−3, 3]²; on it: the circle ‖x̂‖ = ‖x‖ at 2e-5 rad."""
+    model, v = net2
+    layers = cf.layers_from_sphere_mlp(v)
+    x, _ = _spheres(jax.random.key(3), 12, 2)
+    g = np.linspace(-3, 3, 2001)
+    grid = np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
+    grid_pos = _logits(model, v, grid) > 0
+    th = np.linspace(0, 2 * np.pi, 314_160)
+    circle = np.stack([np.cos(th), np.sin(th)], 1)
+    off = cf.certify_l2(layers, x, on_manifold=False)
+    on = cf.certify_l2(layers, x, on_manifold=True)
+    for i in range(12):
+        xi = np.asarray(x[i])
+        pos = float(model.apply(v, x[i][None])[0]) > 0
+        err = grid_pos != pos
+        if err.any():
+            # the sampled errors are the network's own: float64 rounding of its logit is the only slack
+            assert float(off.radius[i]) <= np.min(np.linalg.norm(grid[err] - xi, axis=1)) + 1e-9
+        pts = np.linalg.norm(xi) * circle
+        err = (_logits(model, v, pts) > 0) != pos
+        if err.any():
+            assert float(on.radius[i]) <= np.min(np.linalg.norm(pts[err] - xi, axis=1)) + 1e-9
+    assert float(jnp.mean(off.radius)) > 0 and float(jnp.mean(on.radius)) > 0     # not vacuous
+
+
+def test_certificate_never_exceeds_dense_sampling_d3(net3):
+    model, v = net3
+    layers = cf.layers_from_sphere_mlp(v)
+    x, _ = _spheres(jax.random.key(4), 8, 3)
+    res = cf.certify_l2(layers, x, on_manifold=True)
+    th, ph = np.meshgrid(np.linspace(0, np.pi, 701), np.linspace(0, 2 * np.pi, 1401), indexing="ij")
+    u = np.stack([np.sin(th) * np.cos(ph), np.sin(th) * np.sin(ph), np.cos(th)], -1).reshape(-1, 3)
+    for i in range(8):
+        r = float(np.linalg.norm(x[i]))
+        pts = r * u
+        f = _logits(model, v, pts)
+        f0 = float(model.apply(v, x[i][None])[0])
+        err = (f > 0) != (f0 > 0)
+        if err.any():
+            found = np.min(np.linalg.norm(pts[err] - np.asarray(x[i]), axis=1))
+            assert float(res.radius[i]) <= found + 1e-9               # the network's own rounding
+    # cap ⊂ ball: at every ε the cap's bound is at least the ball's, so the fixed point is larger;
+    # 16 steps close both brackets (relative width < 1e-6) so that the ordering shows in the radii
+    on16, off16 = (cf.certify_l2(layers, x, on_manifold=m, steps=16) for m in (True, False))
+    assert bool(jnp.all(on16.radius >= off16.radius))
+
+
+def test_certificate_never_exceeds_attacks():
+    d = 10
+    model, v = _train_sphere_mlp(d, (32, 32), 300, seed=20)
+    layers = cf.layers_from_sphere_mlp(v)
+    x, y = _spheres(jax.random.key(8), 64, d)
+    f = lambda p: model.apply(v, p[None])[0]
+    off = cf.certify_l2(layers, x, y, on_manifold=False)
+    on = cf.certify_l2(layers, x, y, on_manifold=True)
+    nl = attacks.nearest_error_l2(f, x, y, max_radius=3.0)
+    sp = attacks.sphere_pgd(f, x, y, step_size=0.01, num_steps=500, mode="nearest")
+    # an attack's point is an error by the network's own float64 logit: 1e-9 covers its rounding
+    for res, att in ((off, nl), (on, sp)):
+        ok = np.asarray(att.success)
+        assert ok.sum() >= 10
+        assert np.all(np.asarray(res.radius)[ok] <= np.asarray(att.distance)[ok] + 1e-9)
+    on16, off16 = (cf.certify_l2(layers, x, y, on_manifold=m, steps=16) for m in (True, False))
+    assert bool(jnp.all(on16.radius >= off16.radius))           # closed brackets (see the d = 3 test)
+    assert bool(jnp.all(jnp.where(off.already_error, off.radius == 0, True)))      # errors certify 0
+
+
+# ----------------------------------------------------------------------- jit, vmap, dtypes, search
+
+
+def test_jit_vmap_and_dtypes(net3):
+    model, v = net3
+    layers = cf.layers_from_sphere_mlp(v)
+    x, y = _spheres(jax.random.key(9), 10, 3)
+    for on in (False, True):
+        batch = cf.certify_l2(layers, x, y, on_manifold=on)
+        jitted = jax.jit(lambda l, a, b: cf.certify_l2(l, a, b, on_manifold=on))(layers, x, y)
+        vm = jax.vmap(lambda a, b: cf.certify_l2(layers, a[None], b[None], on_manifold=on).radius)(x, y)
+        blocked = cf.certify_l2(layers, x, y, on_manifold=on, block=3)
+        # the same computation up to XLA's float64 reduction order
+        np.testing.assert_allclose(jitted.radius, batch.radius, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(vm[:, 0], batch.radius, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(blocked.radius, batch.radius, rtol=1e-9, atol=1e-12)
+        l32 = [(W.astype(jnp.float32), b.astype(jnp.float32)) for W, b in layers]
+        r32 = cf.certify_l2(l32, x.astype(jnp.float32), y, on_manifold=on)
+        assert r32.radius.dtype == jnp.float32
+        # float32 rounding of the bounds (~1e-6 relative), amplified by the search near tight steps
+        np.testing.assert_allclose(r32.radius, batch.radius, rtol=1e-3, atol=1e-5)
+    size = cf._certify_batch._cache_size()
+    cf.certify_l2(layers, x + 0.01, y, on_manifold=True)
+    assert cf._certify_batch._cache_size() == size
+
+
+def test_more_steps_never_lower_and_bracket_is_consistent(net3):
+    model, v = net3
+    layers = cf.layers_from_sphere_mlp(v)
+    x, y = _spheres(jax.random.key(11), 16, 3)
+    few = cf.certify_l2(layers, x, y, on_manifold=True, steps=2)
+    many = cf.certify_l2(layers, x, y, on_manifold=True, steps=12)
+    assert bool(jnp.all(many.radius >= few.radius * (1 - 1e-12)))
+    assert bool(jnp.all(many.radius <= many.upper + 1e-12))
+    # misclassified points (with labels) are certified 0
+    wrong = cf.certify_l2(layers, x, 1 - many.predicted, on_manifold=True)
+    assert bool(jnp.all(wrong.radius == 0)) and bool(jnp.all(wrong.already_error))
