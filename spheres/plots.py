@@ -65,24 +65,3 @@ def trajectory_figure(tracked: list[dict], title: str) -> Figure | None:
     ax[1].set(xlabel="training step", ylabel="log10 error rate", title="Error rate over training")
     ax[1].legend(fontsize=8)
     return fig
-
-
-def image_grid_figure(rows: list[np.ndarray], row_titles: list[str], *, col_titles=None,
-                      cmap="gray", vmin=0.0, vmax=1.0, scale: float = 1.1) -> Figure:
-    """One row of 28×28 images per entry of ``rows``, titled ``row_titles``."""
-    ncol = max(len(r) for r in rows)
-    fig = Figure(figsize=(scale * ncol + 1.5, scale * len(rows) + 0.5))
-    for i, (imgs, title) in enumerate(zip(rows, row_titles)):
-        for j in range(ncol):
-            ax = fig.add_subplot(len(rows), ncol, i * ncol + j + 1)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if j < len(imgs):
-                ax.imshow(np.asarray(imgs[j]).reshape(28, 28), cmap=cmap, vmin=vmin, vmax=vmax)
-            else:
-                ax.axis("off")
-            if j == 0:
-                ax.set_ylabel(title, fontsize=7, rotation=0, ha="right", va="center")
-            if i == 0 and col_titles is not None and j < len(col_titles):
-                ax.set_title(col_titles[j], fontsize=7)
-    return fig
