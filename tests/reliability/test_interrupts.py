@@ -5,6 +5,8 @@ import json
 import signal
 import time
 
+import pytest
+
 from conftest import TINY, assert_one_error, run_cli, sets, spawn
 
 # long enough to interrupt: the first checkpoint at step 100,000
@@ -23,6 +25,11 @@ def _steps(out):
     return [json.loads(l)["step"] for l in (out / "metrics.jsonl").read_text().splitlines()]
 
 
+# Deselected by default (`make test-slow` runs it): the SIGINT races the end of training (on an idle
+# machine the 100,000 steps after the checkpoint can finish first), and a SIGINT that lands while
+# the checkpoint is being finalised was once seen to end the process by the signal (-2) instead of
+# exit 130; both are open in the reliability issue.
+@pytest.mark.slow
 def test_kill_before_checkpoint_then_concurrent_then_sigint_after_checkpoint(tmp_path, capsys):
     out = tmp_path / "run"
     args = ("run", "sphere-quadratic", "--out", str(out), *sets(LONG))
