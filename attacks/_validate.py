@@ -140,6 +140,18 @@ def check_int(value, name: str, *, minimum: int) -> int:
     return int(value)
 
 
+def check_tolerance(value, name: str, *, upper: float | None = None) -> float:
+    """A finite float ``>= 0`` (and ``< upper`` if given): a stopping tolerance or a line-search factor."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a number >= 0, got {value!r}.") from None
+    if isinstance(value, bool) or not np.isfinite(v) or v < 0 or (upper is not None and not v < upper):
+        rng = f"in [0, {upper})" if upper is not None else ">= 0 and finite"
+        raise ValueError(f"{name} must be {rng}, got {value!r}.")
+    return v
+
+
 def check_bounds(bounds, x):
     """``None`` or ``(lo, hi)`` broadcastable to ``x``, ``lo <= hi``, and ``x`` inside.
 

@@ -222,6 +222,8 @@ def lbfgs(logit_fn, x, target, *, bounds=MODEL_BOUNDS, c_init=1.0, c_rounds=16, 
                                  ("history_size", history_size, 1), ("num_linesearch", num_linesearch, 1)):
         _validate.check_int(value, name, minimum=minimum)
     _validate.check_loss(loss)
+    _validate.check_tolerance(tol, "tol")
+    _validate.check_tolerance(ftol, "ftol")
     if not float(c_factor) > 1.0:
         raise ValueError(f"c_factor must be > 1, got {c_factor}.")
     model = _model.resolve(logit_fn, params)

@@ -140,6 +140,20 @@ class LBFGSB:
     armijo: float = 1e-4
     has_aux: bool = False
 
+    def __post_init__(self):
+        from attacks import _validate
+
+        if self.fun is not None and not callable(self.fun):   # None: only `state_at` is used
+            raise TypeError(f"fun must be callable, got {type(self.fun).__name__}.")
+        for name in ("maxiter", "history_size", "num_linesearch"):
+            _validate.check_int(getattr(self, name), name, minimum=1)
+        _validate.check_tolerance(self.tol, "tol")
+        _validate.check_tolerance(self.ftol, "ftol")
+        _validate.check_tolerance(self.decrease_factor, "decrease_factor", upper=1.0)
+        _validate.check_tolerance(self.armijo, "armijo", upper=1.0)
+        if not self.decrease_factor > 0:
+            raise ValueError(f"decrease_factor must be in (0, 1), got {self.decrease_factor!r}.")
+
     def _flat_fun(self, shape):
         """``v (n,) -> (value, aux)`` (aux None without ``has_aux``)."""
         if self.has_aux:

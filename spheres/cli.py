@@ -3,14 +3,16 @@
     spheres list
     spheres describe EXPERIMENT
     spheres run EXPERIMENT [--preset P] [--out DIR] [--seed N] [--set key=value ...] [--force]
-                [--reevaluate]
+                [--reevaluate] [--shard K/N]
+                [--coordinator HOST:PORT --num-processes N --process-id I | --distributed]
     spheres show DIR
     spheres report DIR... [--out FILE]
 
 Errors in what the user asked for print one line (``spheres: error: ...``) and exit with code 2;
 an interrupted run exits 130 and resumes when the same command is run again. Rerunning a
 finished run prints its table without recomputing it (``--reevaluate`` recomputes the summary from
-the final checkpoint).
+the final checkpoint). In a run over several processes (`spheres.distributed`; docs/multi-process.md)
+process 0 writes the run directory and prints the table; a process whose peer died exits with 1.
 """
 
 from __future__ import annotations
@@ -64,6 +66,22 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--reevaluate", action="store_true",
                    help="recompute a finished run's summary from its final checkpoint")
     r.add_argument("--no-progress", action="store_true", help="no progress bars (for logs)")
+    r.add_argument("--shard", default=None, metavar="K/N",
+                   help="sweeps (sphere-dimension-sweep, sphere-error-vs-distance, sphere-quadratic-"
+                        "finite): run only members K, K+N, K+2N, ... into --out (one job of a job "
+                        "array); the same command without --shard then merges the finished members")
+    m = r.add_argument_group("several processes (one per host; docs/multi-process.md)")
+    m.add_argument("--coordinator", default=None, metavar="HOST:PORT",
+                   help="address of process 0, which every process connects to")
+    m.add_argument("--num-processes", type=int, default=None, metavar="N", help="processes in the run")
+    m.add_argument("--process-id", type=int, default=None, metavar="I",
+                   help="this process's id, 0..N-1 (process 0 writes the run directory)")
+    m.add_argument("--distributed", action="store_true",
+                   help="take coordinator, count and id from the cluster (SLURM, Open MPI, Cloud TPU, "
+                        "Kubernetes: jax.distributed.initialize() without arguments); implied by "
+                        "SLURM_NTASKS > 1")
+    m.add_argument("--init-timeout", type=int, default=300, metavar="S",
+                   help="seconds to wait for the coordinator and every process (default 300)")
     s = sub.add_parser("show", help="print a run directory's config and result table")
     s.add_argument("run_dir", type=Path)
     rp = sub.add_parser("report", help="paper-vs-ours Markdown report from run directories")
@@ -160,11 +178,35 @@ def _enable_compile_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"K/N"`` as ``(K, N)`` with ``0 <= K < N``; None for None."""
+    import re
+
+    if text is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+    if not m or int(m[2]) < 1 or int(m[1]) >= int(m[2]):
+        raise ValueError(f"--shard {text!r}: expected K/N with 0 <= K < N, e.g. --shard 0/4 ... "
+                         f"--shard 3/4 for four jobs")
+    return int(m[1]), int(m[2])
+
+
 def _cmd_run(args) -> int:
-    from . import experiments
+    from . import distributed
     from .config import ConfigError
 
+    launch = distributed.parse_launch(args.coordinator, args.num_processes, args.process_id,
+                                      auto=args.distributed, timeout=args.init_timeout)
+    shard = parse_shard(args.shard)
+    if shard and args.force:
+        raise ConfigError("--force does not go with --shard (a shard never deletes the other "
+                          "shards' members); clear the run without --shard first")
+    distributed.initialize(launch)
+    from . import experiments
+
+    writer = distributed.is_writer()
     exp = experiments.get(args.experiment)
+    experiments.check_launch(args.experiment, shard)
     preset = exp.config_cls.canonical_preset(args.preset)
     overrides = list(args.overrides)
     if args.data_dir is not None:
@@ -178,13 +220,24 @@ def _cmd_run(args) -> int:
             overrides.append("dataset=fashion_mnist")
     seed = args.seed if args.seed is not None else experiments.make_config(args.experiment, preset, overrides).seed
     out = args.out or Path("runs") / f"{args.experiment}-{preset}-s{seed}"
-    print(f"spheres: {args.experiment} --preset {preset} -> {out}", file=sys.stderr)
+    who = "" if launch is None else f" (process {distributed.jax_process()} of {distributed.process_count()})"
+    print(f"spheres: {args.experiment} --preset {preset} -> {out}{who}", file=sys.stderr)
     _enable_compile_cache()
-    summary = experiments.run_experiment(args.experiment, out, preset=preset, overrides=overrides,
-                                         seed=args.seed, force=args.force, progress=not args.no_progress,
-                                         reevaluate=args.reevaluate)
-    print(exp.table(summary).text())
-    print(f"results in {out}", file=sys.stderr)
+    with distributed.native_stdout_to_stderr(launch is not None):
+        summary = experiments.run_experiment(args.experiment, out, preset=preset, overrides=overrides,
+                                             seed=args.seed, force=args.force,
+                                             progress=not args.no_progress and writer,
+                                             reevaluate=args.reevaluate, shard=shard)
+    if shard and summary.get("merged"):
+        print(f"spheres: {out} is already merged; the same command without --shard shows it",
+              file=sys.stderr)
+    elif shard:
+        print(f"spheres: shard {shard[0]}/{shard[1]} of {args.experiment}: members "
+              f"{', '.join(summary['members']) or '(none)'} finished in {out}; when every shard has "
+              f"finished, the same command without --shard merges them", file=sys.stderr)
+    elif writer:
+        print(exp.table(summary).text())
+        print(f"results in {out}", file=sys.stderr)
     return 0
 
 
@@ -244,6 +297,27 @@ def _error_line(e: BaseException) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run the command; in a multi-process run, tell the other processes how it ended and leave
+    without JAX's shutdown handshake after a failure (the others may be gone)."""
+    from . import distributed
+
+    try:
+        code = _main(argv)
+    except BaseException:
+        if distributed.process_count_if_started() < 2:
+            raise
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    if distributed.process_count_if_started() > 1:
+        if code:
+            distributed.abandon(code)
+        distributed.finish(True)
+    return code
+
+
+def _main(argv: list[str] | None) -> int:
     args = build_parser().parse_args(argv)
     from .config import ConfigError
     from .results import RunDirConflict
@@ -276,6 +350,20 @@ def main(argv: list[str] | None = None) -> int:
         print("spheres: interrupted; rerun the same command to resume from the last checkpoint",
               file=sys.stderr)
         return 130
+    except Exception as e:
+        from . import distributed
+
+        if type(e).__name__ != "JaxRuntimeError" or distributed.process_count_if_started() < 2:
+            raise
+        # a collective failed: another process died while this one waited for it
+        print(f"spheres: error: lost contact with another process of the run ({_first_line(e)}); "
+              f"rerun the same command on every process to resume from the last checkpoint",
+              file=sys.stderr)
+        return distributed.EXIT_PEER_LOST
+
+
+def _first_line(e: BaseException) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -20,7 +20,14 @@ from .results import load_run
 
 RESULTS_INTRO = {
     "gilmer": ("Every number below comes from a run record in `docs/runs/` (its manifest names the "
-               "commit it ran from); regenerate this page with `make docs`."),
+               "commit it ran from); regenerate this page with `make docs`.\n\n"
+               "Distances to the nearest error are brackets, lower end ≤ true distance ≤ attack: an "
+               "attack can only overstate a distance, so records made since the brackets were added "
+               "show beside it the exact distance for a quadratic net (then `attack/exact` is the "
+               "attack's optimality gap, and d(E)/bound is exact up to the sampling of the points) "
+               "and CROWN's certified radius for a ReLU net (a proven lower bound; the share of points "
+               "whose bracket is within ×2 says how much the attack could still be missing). A record "
+               "without these rows predates them."),
     "szegedy": ("Every image result here is on Fashion-MNIST, because MNIST cannot be downloaded on "
                 "the machine these runs were made on; the paper's numbers are for MNIST, so a row "
                 "compares different data sets and says so. To run on MNIST, put its four IDX files "

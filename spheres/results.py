@@ -14,6 +14,10 @@ RUN/
 Every file is written atomically (temporary file in the same directory, then ``os.replace``).
 Opening a directory that holds a run with a *different* config raises ``RunDirConflict`` unless
 ``force=True``; the same config resumes.
+
+In a run over several processes (`spheres.distributed`) only process 0 (the writer) touches the
+directory: the others get a `RunDir` whose writes do nothing and whose reads return what process 0
+read, so the directory need not be on a shared filesystem.
 """
 
 from __future__ import annotations
@@ -24,67 +28,25 @@ import datetime as _dt
 import io
 import json
 import os
-import platform
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from . import distributed
 from .run_files import (LOCK, RunDirConflict, RunDirLocked, RunFileError, _json_default,  # noqa: F401
                         _lock_owner, _pid_alive, acquire_lock, atomic_write_bytes, atomic_write_json,
-                        clear_run, read_json, read_metrics_file, to_json)
-
-
-def git_commit() -> str | None:
-    try:
-        here = Path(__file__).resolve().parent
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
-                             timeout=5)
-        if out.returncode:
-            return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5).stdout.strip()
-        return out.stdout.strip() + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        return None
-
-
-def environment() -> dict:
-    """Versions and devices: where a result came from."""
-    import flax
-    import jax
-    import optax
-    import scipy
-
-    try:
-        from importlib.metadata import version
-        orbax_version = version("orbax-checkpoint")
-    except Exception:  # pragma: no cover
-        orbax_version = None
-    devs = jax.devices()
-    return {
-        "python": sys.version.split()[0],
-        "platform": platform.platform(),
-        "machine": platform.node(),
-        "cpu_count": os.cpu_count(),
-        "jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
-        "numpy": np.__version__, "scipy": scipy.__version__, "orbax_checkpoint": orbax_version,
-        "backend": jax.default_backend(),
-        "devices": [str(d) for d in devs], "device_count": len(devs),
-        "device_kind": devs[0].device_kind,
-        "process_count": jax.process_count(),
-        "x64": bool(jax.config.jax_enable_x64),
-        "git_commit": git_commit(),
-    }
+                        clear_run, environment, git_commit, read_json, read_metrics_file, to_json,
+                        update_json)
 
 
 class RunDir:
     """A run directory. Create with ``RunDir.open(path, experiment, config, force=False)``.
 
     Holds the directory's lock (``.lock``) from `open` until `close`; every write records the file
-    in the manifest's ``files`` list, which is all that ``force`` ever deletes.
+    in the manifest's ``files`` list, which is all that ``force`` ever deletes. ``summary`` is the
+    finished run's summary when `open` found one (else None); ``writer`` is False on the processes
+    of a multi-process run other than process 0.
     """
 
     def __init__(self, path: Path, experiment: str, config: dict):
@@ -95,12 +57,16 @@ class RunDir:
         self.overrides: list[str] = []
         self.config_changed = False  # reopened with different evaluation-only keys
         self.reevaluate = False      # recompute the summary even if the run finished
+        self.summary: dict | None = None   # summary.json as found by `open`
+        self.shard: tuple[int, int] | None = None   # (K, N): this job runs members K, K+N, ...
+        self.writer = True
         self._t0 = time.time()
         self._lock_held = False
 
     # -- opening -----------------------------------------------------------------------------
     @classmethod
-    def open(cls, path: Path | str, experiment: str, config, *, force: bool = False) -> "RunDir":
+    def open(cls, path: Path | str, experiment: str, config, *, force: bool = False,
+             shard: tuple[int, int] | None = None) -> "RunDir":
         """Create ``path`` or reopen it to resume; take its lock (released by `close`).
 
         * empty or missing: create it and write ``config.json`` and ``manifest.json``;
@@ -110,8 +76,30 @@ class RunDir:
         * holds something else: raise ``RunDirConflict`` unless ``force``, which first checks and
           then deletes what the manifest's ``files`` list says the run wrote (sub-runs included);
           other files stay. A non-empty directory that holds no run is refused even with ``force``.
+
+        With ``shard=(K, N)`` (one job of a sweep spread over N jobs) the directory is shared with
+        the other shards: no lock is taken (each member takes its own) and the manifest records the
+        shard count. On a multi-process run process 0 opens the directory and the others receive
+        the outcome (its error, re-raised, or the finished summary).
         """
         path = Path(path)
+        opened = {}
+
+        def open_here():
+            rd = opened["rd"] = cls._open_here(path, experiment, config, force=force, shard=shard)
+            return {"config_changed": rd.config_changed, "summary": rd.summary}
+
+        outcome = distributed.on_writer(open_here)
+        if "rd" in opened:
+            return opened["rd"]
+        rd = cls(path, experiment, json.loads(to_json(config)))
+        rd.writer, rd.shard = False, shard
+        rd.config_changed, rd.summary = outcome["config_changed"], outcome["summary"]
+        return rd
+
+    @classmethod
+    def _open_here(cls, path: Path, experiment: str, config, *, force: bool,
+                   shard: tuple[int, int] | None) -> "RunDir":
         cfg = json.loads(to_json(config))
         record = {"experiment": experiment, "config": cfg}
         defaults = _field_defaults(config)
@@ -123,25 +111,35 @@ class RunDir:
         if not os.access(path, os.W_OK):
             raise PermissionError(f"run directory {path} is not writable")
         rd = cls(path, experiment, cfg)
-        rd._acquire_lock()
+        rd.shard = shard
+        if shard is None:
+            rd._acquire_lock()
         try:
             changes = rd._check_existing(record, defaults, eval_only, force)
             manifest_path = path / "manifest.json"
-            manifest = read_json(manifest_path, dict) if manifest_path.exists() else {
-                "experiment": experiment, "created": _now(), "starts": []}
-            manifest["environment"] = environment()
-            manifest.setdefault("starts", []).append(_now())
-            manifest["seed"] = cfg.get("seed")
-            files = manifest.setdefault("files", [])
-            for name in ("config.json", "manifest.json"):
-                if name not in files:
-                    files.append(name)
-            if changes:
-                manifest.setdefault("config_changes", []).append({"at": _now(), "changes": changes})
-                rd.config_changed = True
+            if not manifest_path.exists():
+                atomic_write_json(manifest_path, {"experiment": experiment, "created": _now(), "starts": []})
+
+            def start(manifest):
+                manifest["environment"] = environment()
+                manifest.setdefault("starts", []).append(_now() + (f" shard {shard[0]}/{shard[1]}"
+                                                                    if shard else ""))
+                manifest["seed"] = cfg.get("seed")
+                if shard:
+                    manifest["shards"] = shard[1]
+                files = manifest.setdefault("files", [])
+                for name in ("config.json", "manifest.json"):
+                    if name not in files:
+                        files.append(name)
+                if changes:
+                    manifest.setdefault("config_changes", []).append({"at": _now(), "changes": changes})
+
+            rd.config_changed = bool(changes)
             atomic_write_json(path / "config.json", record)
-            atomic_write_json(manifest_path, manifest)
+            update_json(manifest_path, start)
             _register_in_parent(path)
+            done = path / "summary.json"
+            rd.summary = read_json(done, dict) if done.exists() else None
         except BaseException:
             rd.close()
             raise
@@ -177,7 +175,8 @@ class RunDir:
                     f"{'; differs in ' + diff if diff else ''}); "
                     f"choose another --out or pass --force to replace it")
             clear_run(path)
-        elif any(p for p in path.iterdir() if not p.name.startswith(".")):
+        elif any(p for p in path.iterdir() if not p.name.startswith(".")
+                 and not (self.shard and p.is_dir())):     # shards may have started members
             raise RunDirConflict(f"{path} is not empty and holds no run (no config.json); choose "
                                  f"another --out (--force only replaces a run, never other files)")
         return {}
@@ -206,24 +205,21 @@ class RunDir:
         self.update_manifest(preset=preset, overrides=self.overrides)
 
     def update_manifest(self, **fields) -> None:
-        p = self.path / "manifest.json"
-        m = read_json(p, dict)
-        m.update(fields)
-        atomic_write_json(p, m)
+        if self.writer:
+            update_json(self.path / "manifest.json", lambda m: m.update(fields))
 
     def record_file(self, name: str) -> None:
         """Add ``name`` (relative to the run directory) to the manifest's written-files list."""
         p = self.path / "manifest.json"
-        if not p.exists():
+        if not self.writer or not p.exists():
             return
-        m = read_json(p, dict)
-        files = m.setdefault("files", [])
-        if name not in files:
-            files.append(name)
-            atomic_write_json(p, m)
+        update_json(p, lambda m: m.setdefault("files", []).append(name)
+                    if name not in m.setdefault("files", []) else None)
 
     def log_metrics(self, record: dict) -> None:
         """Append one JSON line to ``metrics.jsonl`` (flushed and fsynced)."""
+        if not self.writer:
+            return
         p = self.path / "metrics.jsonl"
         if not p.exists():
             self.record_file("metrics.jsonl")
@@ -236,28 +232,40 @@ class RunDir:
         """The records of ``metrics.jsonl``. A corrupt line raises `RunFileError` naming the file
         and line; only a torn last line (no trailing newline: a kill mid-write) is dropped, with a
         warning."""
-        return read_metrics_file(self.path / "metrics.jsonl")
+        return distributed.on_writer(read_metrics_file, self.path / "metrics.jsonl")
+
+    def read_json(self, name: str) -> dict | list | None:
+        """The JSON value in ``name.json`` of the run directory, or None if there is none."""
+        p = self.path / f"{name}.json"
+        return distributed.on_writer(lambda: read_json(p) if p.exists() else None)
 
     def truncate_metrics(self, max_step: int) -> None:
         """Keep only records with ``step <= max_step`` (used when resuming from a checkpoint)."""
         p = self.path / "metrics.jsonl"
-        if not p.exists():
+        if not self.writer or not p.exists():
             return
-        recs = [r for r in self.read_metrics() if r.get("step", -1) <= max_step]
+        recs = [r for r in read_metrics_file(p) if r.get("step", -1) <= max_step]
         atomic_write_bytes(p, "".join(to_json(r, sort_keys=True) + "\n" for r in recs).encode())
 
     def save_arrays(self, name: str, **arrays) -> Path:
         buf = io.BytesIO()
         np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
         p = self.path / f"{name}.npz"
+        if not self.writer:
+            return p
         self.record_file(p.name)
         atomic_write_bytes(p, buf.getvalue())
         return p
 
     def load_arrays(self, name: str) -> dict[str, np.ndarray]:
         p = self.path / f"{name}.npz"
+        source = p
+        if distributed.process_count() > 1:     # process 0's bytes
+            if not distributed.on_writer(p.is_file):
+                raise FileNotFoundError(f"{p}: no such file")
+            source = io.BytesIO(distributed.broadcast_bytes(p.read_bytes() if self.writer else None))
         try:
-            with np.load(p, allow_pickle=False) as f:
+            with np.load(source, allow_pickle=False) as f:
                 return {k: f[k] for k in f.files}
         except FileNotFoundError:
             raise
@@ -266,21 +274,28 @@ class RunDir:
                                f"it") from None
 
     def save_figure(self, name: str, fig) -> Path:
+        p = self.path / f"{name}.png"
+        if not self.writer:
+            return p
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=120, bbox_inches="tight")
-        p = self.path / f"{name}.png"
         self.record_file(p.name)
         atomic_write_bytes(p, buf.getvalue())
         return p
 
     def save_json(self, name: str, obj) -> Path:
         p = self.path / f"{name}.json"
+        if not self.writer:
+            return p
         self.record_file(p.name)
         atomic_write_json(p, obj)
         return p
 
     def write_summary(self, summary: dict) -> None:
         """Write ``summary.json`` (last) and the run's wall time into the manifest."""
+        self.summary = summary
+        if not self.writer:
+            return
         self.record_file("summary.json")
         self.update_manifest(finished=_now(), wall_seconds_last_start=round(time.time() - self._t0, 3))
         atomic_write_json(self.path / "summary.json", summary)
@@ -297,11 +312,8 @@ def _register_in_parent(path: Path) -> None:
     pm = parent / "manifest.json"
     if (parent / "config.json").is_file() and pm.is_file():
         with contextlib.suppress(RunFileError, OSError):
-            m = read_json(pm, dict)
-            files = m.setdefault("files", [])
-            if path.name + "/" not in files:
-                files.append(path.name + "/")
-                atomic_write_json(pm, m)
+            update_json(pm, lambda m: m.setdefault("files", []).append(path.name + "/")
+                        if path.name + "/" not in m.setdefault("files", []) else None)
 
 
 def _field_defaults(config) -> dict:

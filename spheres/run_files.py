@@ -15,6 +15,7 @@ import datetime as _dt
 import json
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -140,6 +141,31 @@ def acquire_lock(path: Path) -> bool:
     raise RunDirLocked(f"{path}: could not take the lock {lock}")
 
 
+@contextlib.contextmanager
+def directory_lock(path: Path):
+    """An exclusive ``flock`` on the directory ``path`` itself (no lock file is left behind): it
+    serialises read-modify-write of the directory's manifest between the shards of a job array."""
+    import fcntl
+
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def update_json(path: Path, change) -> dict:
+    """Apply ``change(obj)`` to the JSON object in ``path`` under `directory_lock`; returns it."""
+    with directory_lock(path.parent):
+        obj = read_json(path, dict)
+        before = json.dumps(obj, sort_keys=True, default=str)
+        change(obj)
+        if json.dumps(obj, sort_keys=True, default=str) != before:
+            atomic_write_json(path, obj)
+    return obj
+
+
 def read_metrics_file(p: Path) -> list[dict]:
     """`RunDir.read_metrics` for a path."""
     if not p.exists():
@@ -241,3 +267,46 @@ def clear_run(path: Path) -> None:
         else:
             with contextlib.suppress(FileNotFoundError):
                 p.unlink()
+
+
+def git_commit() -> str | None:
+    try:
+        here = Path(__file__).resolve().parent
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True,
+                             timeout=5)
+        if out.returncode:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+        return out.stdout.strip() + ("+dirty" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def environment() -> dict:
+    """Versions and devices: where a result came from."""
+    import flax
+    import jax
+    import optax
+    import scipy
+
+    try:
+        from importlib.metadata import version
+        orbax_version = version("orbax-checkpoint")
+    except Exception:  # pragma: no cover
+        orbax_version = None
+    devs = jax.devices()
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "machine": platform.node(),
+        "cpu_count": os.cpu_count(),
+        "jax": jax.__version__, "flax": flax.__version__, "optax": optax.__version__,
+        "numpy": np.__version__, "scipy": scipy.__version__, "orbax_checkpoint": orbax_version,
+        "backend": jax.default_backend(),
+        "devices": [str(d) for d in devs], "device_count": len(devs),
+        "device_kind": devs[0].device_kind,
+        "process_count": jax.process_count(),
+        "x64": bool(jax.config.jax_enable_x64),
+        "git_commit": git_commit(),
+    }

@@ -4,7 +4,9 @@ An experiment's ``table(summary)`` returns a `Tables`: a title, one provenance l
 preset, seed, time, devices), one or more `Table` blocks (a header and rows of strings, with an
 optional caption) and notes. ``spheres run`` / ``spheres show`` print ``.text()``; ``spheres
 report`` and the generated results pages use ``.markdown()``. The number formats used across
-experiments live here too, so the same quantity reads the same way everywhere.
+experiments live here too, so the same quantity reads the same way everywhere: a rate measured
+over ``n`` examples is shown with its exact 95 % interval (`pct_ci`), a mean or a bound as a
+plain number (`pct`, `num`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from __future__ import annotations
 import dataclasses
 import math
 from typing import Iterable, Sequence
+
+from theory.binomial import clopper_pearson
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,6 +92,67 @@ def pct(v) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "-"
     return f"{100 * v:.1f}%"
+
+
+def rate_ci(rate, n, confidence: float = 0.95) -> tuple[int, float, float]:
+    """``(k, lower, upper)`` of a rate measured over ``n`` examples: the count ``k = rate·n`` and its
+    exact (Clopper–Pearson) interval, `theory.binomial.clopper_pearson`.
+
+    Raises ValueError unless ``n`` is an integer ≥ 1 and ``rate·n`` is within 1e-6 of an integer in
+    [0, n]: a rate that is not a count over ``n`` means the wrong ``n`` was passed."""
+    try:
+        ok = not isinstance(n, (bool, str)) and float(n) == int(n) and int(n) >= 1
+    except (TypeError, ValueError, OverflowError):
+        ok = False
+    if not ok:
+        raise ValueError(f"n must be an integer >= 1, got {n!r}")
+    n = int(n)
+    r = float(rate)
+    if not math.isfinite(r) or not 0.0 <= r <= 1.0:
+        raise ValueError(f"rate must be in [0, 1], got {rate!r}")
+    k = round(r * n)
+    if abs(r * n - k) > 1e-6:
+        raise ValueError(f"rate {rate!r} is not a count over n = {n} (rate·n = {r * n!r}): wrong n?")
+    return (k, *clopper_pearson(k, n, confidence))
+
+
+def _pct_bound(x: float, up: bool) -> str:
+    """``x`` in percent, rounded outward (up for an upper bound, down for a lower one) so the shown
+    interval contains the exact one: one decimal, or two significant digits of the distance to 0 %
+    or 100 % when it is under 1 point (trailing zeros after the first decimal dropped)."""
+    p = 100.0 * x
+    near = min(p, 100.0 - p)
+    digits = 1 if near >= 1.0 or near <= 0.0 else max(1, 1 - math.floor(math.log10(near)))
+    scale = 10.0 ** digits
+    v = (math.ceil(p * scale - 1e-9) if up else math.floor(p * scale + 1e-9)) / scale
+    out = f"{min(max(v, 0.0), 100.0):.{digits}f}"
+    return out[:-1] if digits > 1 and out.endswith("0") else out
+
+
+def pct_ci(rate, n, confidence: float = 0.95) -> str:
+    """A rate over ``n`` examples with its exact interval (`rate_ci`), compactly: 123 of 1,000 is
+    ``12.3% [10.3, 14.5]`` (bounds in percent, rounded outward); a zero count shows its upper bound,
+    ``0.0% (≤ 0.37%)``, and a full one its lower bound, ``100.0% (≥ 99.63%)``. The rate gets more
+    decimals when one would show a count that is neither zero nor full as 0.0% or 100.0%. ``-`` for
+    a rate that is None or NaN (a rate over no examples). Raises ValueError as `rate_ci` does."""
+    if rate is None or math.isnan(float(rate)):
+        return "-"
+    k, lower, upper = rate_ci(rate, n, confidence)
+    n = int(n)
+    if k == 0:
+        return f"0.0% (≤ {_pct_bound(upper, True)}%)"
+    if k == n:
+        return f"100.0% (≥ {_pct_bound(lower, False)}%)"
+    p, digits = 100.0 * k / n, 1
+    while f"{p:.{digits}f}" in (f"{0:.{digits}f}", f"{100:.{digits}f}") and digits < 8:
+        digits += 1
+    return f"{p:.{digits}f}% [{_pct_bound(lower, False)}, {_pct_bound(upper, True)}]"
+
+
+def ci_note(confidence: float = 0.95) -> str:
+    """The note under a table whose rates carry `pct_ci` intervals."""
+    return (f"[lower, upper] after a rate: its exact {confidence:.0%} (Clopper–Pearson) interval in %, rounded "
+            f"outward; (≤ u) / (≥ l): the one bound of a count of none / of all")
 
 
 def num(v, fmt: str = ".3f") -> str:

@@ -142,4 +142,7 @@ def load(name: str, root=None):
 
     variables = {"params": flax.traverse_util.unflatten_dict(
         {tuple(k.split("/")): jnp.asarray(v) for k, v in flat.items()})}
+    from .images.train import check_params_match, params_file
+
+    check_params_match(variables, recipe.module, params_file(rd, entry.model))
     return recipe.module, variables, entry

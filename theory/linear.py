@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from ._common import is_concrete
 
@@ -25,6 +26,14 @@ def _check_norm(norm: str) -> str:
     if norm not in ("linf", "l2"):
         raise ValueError(f"norm must be 'linf' or 'l2', got {norm!r}")
     return norm
+
+
+def _check_eps(eps) -> None:
+    """A perturbation budget is finite and >= 0 (checked when concrete; traced values pass)."""
+    if is_concrete(eps):
+        e = np.asarray(eps, dtype=float)
+        if not np.all(np.isfinite(e)) or np.any(e < 0):
+            raise ValueError(f"eps must be finite and >= 0 (a radius), got {eps!r}")
 
 
 def fgsm_linear_logit_change(w, eps, norm: str = "linf") -> jax.Array:
@@ -38,6 +47,7 @@ def fgsm_linear_logit_change(w, eps, norm: str = "linf") -> jax.Array:
       >>> theory.fgsm_linear_logit_change(jnp.array([1.0, -2.0, 0.5]), 0.1)   # 0.1 · 3.5 = 0.35
     """
     _check_norm(norm)
+    _check_eps(eps)
     w = jnp.asarray(w)
     mag = jnp.sum(jnp.abs(w), axis=-1) if norm == "linf" else jnp.linalg.norm(w, axis=-1)
     return jnp.asarray(eps) * mag
@@ -49,6 +59,7 @@ def fgsm_linear_perturbation(w, eps, norm: str = "linf") -> jax.Array:
     ``eps · sign(w)`` (L∞) or ``eps · w/‖w‖₂`` (L2; zero for ``w = 0``). Shapes: ``w (..., m) -> (..., m)``.
     """
     _check_norm(norm)
+    _check_eps(eps)
     w = jnp.asarray(w)
     eps = jnp.asarray(eps)[..., None]
     if norm == "linf":
@@ -98,6 +109,8 @@ def min_l2_distance_multiclass(W, b, x, y=None) -> jax.Array:
     if y is None:
         y = jnp.argmax(z, axis=-1)
     y = jnp.asarray(y)
+    if is_concrete(y) and (not jnp.issubdtype(y.dtype, jnp.integer) or bool(jnp.any((y < 0) | (y >= W.shape[0])))):
+        raise ValueError(f"y must hold integer class labels in [0, {W.shape[0]}), got {y!r}")
     zy = jnp.take_along_axis(z, y[..., None], axis=-1)  # (..., 1)
     gap = zy - z                                        # (..., K)
     diff = W[y][..., None, :] - W                       # (..., K, m)
@@ -134,6 +147,7 @@ def adversarial_logistic_loss(w, b, x, y, eps) -> jax.Array:
     Shapes: ``w (m,)``, ``b ()``, ``x (..., m)``, ``y (...)`` in ``{−1, +1}``, ``eps ()`` ``-> (...)``.
     """
     _check_labels(y)
+    _check_eps(eps)
     w = jnp.asarray(w)
     u = eps * jnp.sum(jnp.abs(w)) - jnp.asarray(y) * (jnp.asarray(x) @ w + b)
     return jax.nn.softplus(u)
@@ -147,6 +161,7 @@ def adversarial_logistic_loss_grad(w, b, x, y, eps) -> tuple[jax.Array, jax.Arra
     ``(dw (..., m), db (...))``; average over the batch axis for the gradient of the mean loss.
     """
     _check_labels(y)
+    _check_eps(eps)
     w, x, y = jnp.asarray(w), jnp.asarray(x), jnp.asarray(y)
     u = eps * jnp.sum(jnp.abs(w)) - y * (x @ w + b)
     s = jax.nn.sigmoid(u)

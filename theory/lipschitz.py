@@ -34,6 +34,7 @@ from typing import Callable, Mapping, NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import lax
 
 from ._common import warn_if_float32
@@ -155,6 +156,8 @@ def operator_norm_power_iteration(linear_fn: Callable, input_shape: Sequence[int
     ``(σ₂/σ₁)^{2·num_iters}``. Useful to check ``conv_lipschitz`` and for layers with no closed form
     (e.g. zero-padded convolutions). ``linear_fn`` maps an array of ``input_shape`` to any shape.
     """
+    if isinstance(num_iters, bool) or not isinstance(num_iters, (int, np.integer)) or num_iters < 0:
+        raise ValueError(f"num_iters must be an int >= 0, got {num_iters!r}")
     dtype = dtype or (jnp.float64 if jax.config.jax_enable_x64 else jnp.float32)
     x0 = jax.random.normal(key, tuple(input_shape), dtype)
     adjoint = jax.linear_transpose(linear_fn, x0)

@@ -24,7 +24,7 @@ from typing import Callable
 
 from ..config import Config, ConfigError
 from ..paper import PaperRow
-from ..results import RunDir, read_json
+from ..results import RunDir
 from ..tables import Tables
 
 
@@ -93,10 +93,31 @@ def make_config(name: str, preset: str = "quick", overrides: list[str] | dict | 
     return cfg
 
 
+# Experiments that run over several processes: every read of their run directory goes through
+# `RunDir` (process 0 reads, the others receive), so no process depends on a shared filesystem.
+MULTI_PROCESS = frozenset({"sphere-quadratic", "sphere-relu", "sphere-quadratic-undersized",
+                           "sphere-dimension-sweep", "sphere-error-vs-distance",
+                           "sphere-quadratic-finite"})
+# Sweeps of independent members that ``--shard K/N`` spreads over jobs (`_sweep`).
+SHARDABLE = frozenset({"sphere-dimension-sweep", "sphere-error-vs-distance", "sphere-quadratic-finite"})
+
+
+def check_launch(name: str, shard: tuple[int, int] | None = None) -> None:
+    """Raise `ConfigError` when ``name`` cannot run over this run's processes or in shards."""
+    from .. import distributed
+
+    if distributed.process_count() > 1 and name not in MULTI_PROCESS:
+        raise ConfigError(f"{name} runs on one process only; several processes run "
+                          f"{', '.join(sorted(MULTI_PROCESS))}")
+    if shard is not None and name not in SHARDABLE:
+        raise ConfigError(f"--shard spreads the members of a sweep over jobs; {name} is not one "
+                          f"(sweeps: {', '.join(sorted(SHARDABLE))})")
+
+
 def run_experiment(name: str, out_dir: Path | str | Config, *legacy, preset: str = "quick",
                    overrides: list[str] | dict | None = None, seed: int | None = None,
                    config: Config | None = None, force: bool = False, progress: bool = True,
-                   reevaluate: bool = False) -> dict:
+                   reevaluate: bool = False, shard: tuple[int, int] | None = None) -> dict:
     """Run ``name`` into ``out_dir`` and return its summary (see the module docstring).
 
     Either ``preset`` (+ ``overrides``, ``seed``) or a ready ``config``; the manifest records the
@@ -107,6 +128,9 @@ def run_experiment(name: str, out_dir: Path | str | Config, *legacy, preset: str
     is, unless ``reevaluate`` or the config changed in evaluation-only keys (``EVAL_ONLY``), when
     the summary is recomputed from the final checkpoint. The run directory's lock is held until
     this returns or raises.
+
+    ``shard=(K, N)`` (sweeps only, `SHARDABLE`) runs members K, K+N, ... and returns
+    ``{"shard", "members"}`` instead of a summary; the run without ``shard`` merges the members.
     """
     if isinstance(out_dir, Config):
         import warnings
@@ -119,6 +143,7 @@ def run_experiment(name: str, out_dir: Path | str | Config, *legacy, preset: str
     elif legacy:
         raise TypeError(f"run_experiment takes 2 positional arguments, got {2 + len(legacy)}")
     exp = get(name)
+    check_launch(name, shard)
     if config is None:
         preset = exp.config_cls.canonical_preset(preset)
         config = make_config(name, preset, overrides, seed)
@@ -129,10 +154,10 @@ def run_experiment(name: str, out_dir: Path | str | Config, *legacy, preset: str
     config.validate()
     config.check_resources()
     config.preflight()
-    with RunDir.open(out_dir, name, config, force=force) as run_dir:
-        done = run_dir.path / "summary.json"
-        if done.exists() and not (reevaluate or run_dir.config_changed):
-            return read_json(done, dict)
+    with RunDir.open(out_dir, name, config, force=force, shard=shard) as run_dir:
+        if run_dir.summary is not None and not (reevaluate or run_dir.config_changed):
+            return run_dir.summary if shard is None else {"shard": list(shard), "members": [],
+                                                          "merged": True}
         run_dir.reevaluate = bool(reevaluate or run_dir.config_changed)
         run_dir.set_origin(preset, _overrides_record(overrides, seed))
         return exp.run(config, run_dir, progress=progress)

@@ -47,6 +47,11 @@ class GoodfellowConfig(ImageConfig):
     rbf_lr: float = 1e-2
     n_eval: int = 0
 
+    def memory_estimate(self) -> dict[str, int]:
+        """Adds the maxout layers: parameters, gradients and Adam's two moments, float32."""
+        return {**super().memory_estimate(),
+                "maxout_units": 4 * 4 * self.maxout_pieces * self.maxout_units * (784 + self.maxout_units)}
+
     def validate(self) -> None:
         super().validate()
         require(self.eps > 0 and math.isfinite(self.eps), f"eps must be positive (got {self.eps})")

@@ -13,11 +13,13 @@ that the paper numbers are for MNIST. Model training keys are `model_key` (``tra
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import time
 from typing import Literal, Sequence
 
 import jax
+import numpy as np
 
 from ..config import Config, require
 from ..images import data as idata
@@ -60,6 +62,11 @@ class ImageConfig(Config):
         ndev = jax.device_count()
         require(self.batch % ndev == 0,
                 f"batch {self.batch} is not divisible by the {ndev} visible devices; use a multiple of {ndev}")
+
+    def memory_estimate(self) -> dict[str, int]:
+        """Bytes of the largest arrays: the training images in float32, with one working copy
+        (60,000 when ``n_train`` is 0, the size of the largest split we read)."""
+        return {"n_train": 2 * 4 * 784 * (self.n_train or 60_000)}
 
     def preflight(self) -> None:
         """Locate and read the dataset now (cached for the run), so a missing or corrupt file
@@ -131,13 +138,25 @@ def train_cached(cfg: ImageConfig, run_dir: RunDir, name: str, ds_x, ds_y, *, pr
     return recipe, variables, info
 
 
-def cached_examples(run_dir: RunDir, name: str, make) -> dict:
-    """``adv-NAME.npz`` from the run directory, or ``make()`` saved there."""
+_FINGERPRINT = "__config__"
+
+
+def cached_examples(run_dir: RunDir, name: str, make, cfg: Config | None = None) -> dict:
+    """``adv-NAME.npz`` from the run directory, or ``make()`` saved there.
+
+    With ``cfg`` the file also holds the config it was made under (JSON, as bytes), and a file made
+    under another config (e.g. after an evaluation-only key such as ``n_attack`` changed) is made
+    again rather than reused."""
     fname = f"adv-{itrain.safe_name(name)}"
+    stamp = None if cfg is None else np.frombuffer(
+        json.dumps(dataclasses.asdict(cfg), sort_keys=True, default=str).encode(), np.uint8)
     if (run_dir.path / f"{fname}.npz").exists():
-        return run_dir.load_arrays(fname)
+        out = run_dir.load_arrays(fname)
+        old = out.pop(_FINGERPRINT, None)
+        if stamp is None or (old is not None and np.array_equal(old, stamp)):
+            return out
     out = make()
-    run_dir.save_arrays(fname, **out)
+    run_dir.save_arrays(fname, **out, **({} if stamp is None else {_FINGERPRINT: stamp}))
     return out
 
 

@@ -23,9 +23,10 @@ from ..checkpoint import Checkpoints
 from ..config import Config, mlp_memory_estimate, require
 from ..keys import named_keys
 from ..results import RunDir, read_json
+from ..sharding import devices_phrase
 from ..sphere import data as sdata
-from ..sphere import evaluate, manifold, models, train
-from ..sphere.quadratic import quadratic_theory
+from ..sphere import bracket, evaluate, manifold, models, train
+from ..sphere.quadratic import alphas_of, quadratic_theory
 
 SPHERE_STREAMS = {"init": 0, "data": 1, "eval": 2, "attack": 3}
 TIMING = "train_timing"  # train_timing.json: training seconds summed over every start of the run
@@ -133,9 +134,13 @@ class SphereTrainConfig(Config):
                 f"population_samples must be >= 2 (got {self.population_samples})")
         require(self.eval_dtype in ("float32", "float64"),
                 f"eval_dtype must be float32 or float64 (got {self.eval_dtype!r})")
+
+    def preflight(self) -> None:
+        """The batch splits over every device of the run (checked on the final config, so that
+        ``--set batch=...`` can fix a preset's batch for the device count)."""
         ndev = jax.device_count()
         require(self.batch % ndev == 0,
-                f"batch {self.batch} is not divisible by the {ndev} visible devices; use a multiple of {ndev}")
+                f"batch {self.batch} is not divisible by the {devices_phrase()}; use a multiple of {ndev}")
 
     def memory_estimate(self) -> dict[str, int]:
         """Bytes of the largest arrays (`spheres.config.mlp_memory_estimate`)."""
@@ -195,7 +200,7 @@ def train_in_run(cfg: SphereTrainConfig, run_dir: RunDir, *, progress: bool = Tr
     data = make_data(cfg, keys(cfg.seed)["data"])
     t0 = time.time()
     with Checkpoints(run_dir.ckpt_dir) as ckpt:
-        state = ckpt.restore_or(state)
+        state = ckpt.restore_or(state, final_step=cfg.steps)
         start = int(state.step)
         # from step 0 every line is rewritten (a kill before the first checkpoint leaves a step-0 line)
         run_dir.truncate_metrics(start if start > 0 else -1)
@@ -281,6 +286,11 @@ def eval_model(cfg: SphereTrainConfig, state: train.TrainState):
     return model, jax.tree_util.tree_map(lambda a: np.asarray(a, dtype), jax.device_get(variables))
 
 
+# The eval key's stream for exact d(E) points: beyond any fold_in(eval, step + 1) of the tracker
+# (2**31 − 1 is eval_model's).
+DISTANCE_STREAM = 2**31 - 2
+
+
 def make_tracker(cfg: SphereTrainConfig) -> typing.Callable[[train.TrainState], dict] | None:
     """Metrics logged during training beyond loss/accuracy: the quadratic net's α spectrum and
     theory error rates every ``track_every`` steps, and a measured error rate every
@@ -351,6 +361,9 @@ def run_sphere_training(cfg: SphereTrainConfig, run_dir: RunDir, *, progress: bo
         if fig is not None:
             run_dir.save_figure("training", fig)
         summary["theory"] = quadratic_theory(jax.device_get(state.params), cfg.R)
+        summary["distance_vs_bound"] = bracket.exact_distance_vs_bound(
+            alphas_of(state.params), d=cfg.d, R=cfg.R,
+            key=jax.random.fold_in(keys(cfg.seed)["eval"], DISTANCE_STREAM))
         perfect_steps = [m["step"] for m in metrics if m.get("perfect")]
         summary["first_perfect_step"] = perfect_steps[0] if perfect_steps else None
     # training summed over every start (train_timing.json), then this start's evaluation and attacks
@@ -366,9 +379,8 @@ def run_sub(run_dir: RunDir, name: str, experiment: str, cfg: SphereTrainConfig,
     with RunDir.open(run_dir.path / name, experiment, cfg) as sub_dir:
         sub_dir.set_origin(run_dir.preset, run_dir.overrides)     # a member of the sweep's preset
         sub_dir.reevaluate = run_dir.reevaluate or sub_dir.config_changed
-        done = sub_dir.path / "summary.json"
-        if done.exists() and not sub_dir.reevaluate:
-            return sub_dir, read_json(done, dict)
+        if sub_dir.summary is not None and not sub_dir.reevaluate:
+            return sub_dir, sub_dir.summary
         return sub_dir, run_sphere_training(cfg, sub_dir, progress=progress)
 
 

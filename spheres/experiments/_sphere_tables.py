@@ -3,6 +3,7 @@ table of one training run (``spheres run sphere-relu`` / ``sphere-quadratic``)."
 
 from __future__ import annotations
 
+from ..sphere.bracket import format_bracket, format_distance_vs_bound
 from ..tables import Tables, fmt_log10, fmt_rate, key_value
 
 def provenance(summary: dict) -> str:
@@ -34,12 +35,16 @@ def attack_rows(a: dict) -> list[tuple[str, str]]:
                      f"misclassified (left out below)"))
     rows.append(("on-manifold nearest error", f"found for {on['found']}/{n}"
                  + (f"; distance {_distance_stats(on['distance'])}" if on["found"] else "")))
+    if on.get("bracket"):
+        rows.append(("on-manifold d(E) bracket", format_bracket(on["bracket"])))
     rows.append(("worst-case manifold attack", f"success {a['worst_case']['success']}/{n}"))
     rows.append(("off-manifold nearest error", f"found for {off['found']}/{n}"
                  + (f"; distance {_distance_stats(off['distance'])}"
                     + (f", mean norm {off['norm']['mean']:.4f}" if "mean" in off.get("norm", {}) else "")
                     + f", min {off['distance']['min']:.4f} at norm {off['norm_at_min']:.4f}"
                     if off["found"] else "")))
+    if off.get("bracket"):
+        rows.append(("off-manifold distance bracket", format_bracket(off["bracket"])))
     rows.append(("random inner-pair distance", f"{a['random_pair_distance']['mean']:.4f} (sqrt 2 = 1.4142)"))
     return rows
 
@@ -78,4 +83,7 @@ def training_table(summary: dict) -> Tables:
     if summary.get("attacks"):
         rows += attack_rows(summary["attacks"])
     rows += theory_rows(summary)
+    if summary.get("distance_vs_bound"):
+        rows += [(f"d(E), {s} sphere", format_distance_vs_bound(summary["distance_vs_bound"], s))
+                 for s in ("inner", "outer")]
     return Tables(summary["experiment"], provenance(summary), (key_value(rows),))

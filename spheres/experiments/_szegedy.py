@@ -71,6 +71,9 @@ class ModelsConfig(LbfgsFields):
     pre-training epochs of AE400-10; ``noise_sigmas``: the Gaussian-noise rows of Table 2.
     """
 
+    # evaluation-only: a finished run re-evaluates with new values, without retraining
+    EVAL_ONLY: typing.ClassVar[tuple[str, ...]] = ('n_attack', 'c_rounds', 'lbfgs_maxiter', 'attack_chunk', 'noise_sigmas')
+
     models: tuple[str, ...] = im.SZEGEDY_TABLE1_MODELS
     pretrain_epochs: int = 5
     noise_sigmas: tuple[float, ...] = (0.1, 0.3)
@@ -107,7 +110,7 @@ def train_and_attack(cfg: ModelsConfig, run_dir: RunDir, ds: idata.ImageDataset,
         t0 = time.time()
         ex = cached_examples(run_dir, name, lambda: lbfgs_examples(
             recipe, variables, x_att, y_att, key=attack_key(cfg.seed, name),
-            c_rounds=cfg.c_rounds, maxiter=cfg.lbfgs_maxiter, chunk=cfg.attack_chunk))
+            c_rounds=cfg.c_rounds, maxiter=cfg.lbfgs_maxiter, chunk=cfg.attack_chunk), cfg)
         train_ev = evaluate(recipe.module, variables, ds.x_train, ds.y_train)
         test_ev = evaluate(recipe.module, variables, ds.x_test, ds.y_test)
         out[name] = {"recipe": recipe, "variables": variables, "examples": ex,

@@ -33,7 +33,7 @@ from ..images.adversarial import PGD_STEPS, fgsm_evaluation, label_free_robustne
 from ..images.evaluate import evaluate
 from ..paper import PaperRow
 from ..results import RunDir
-from ..tables import Tables, in_order, pct
+from ..tables import Tables, ci_note, in_order, pct, pct_ci
 from . import register
 from ._goodfellow import (CITE, MEDIUM, PAPER_SCALE, QUICK, GoodfellowConfig, add_evaluation, eval_set,
                           paper_value, train)
@@ -64,6 +64,9 @@ PAPER = {
 class AdversarialTrainingConfig(GoodfellowConfig):
     """Maxout trained plainly, adversarially (``alpha``, ``eps``) and with the two noise controls
     (fields shared with every Goodfellow experiment: `GoodfellowConfig`)."""
+
+    # evaluation-only: a finished run re-evaluates with new values, without retraining
+    EVAL_ONLY: typing.ClassVar[tuple[str, ...]] = ('n_eval',)
 
     alpha: float = 0.5
 
@@ -129,14 +132,15 @@ def _paper(label: str) -> dict:
 
 def table(s: dict) -> Tables:
     cite = lambda v: v.value if v is not None else "-"  # noqa: E731
-    rows = []
+    rows, n = [], s["n_eval"]
     for label, r in in_order(s["variants"], [PLAIN]):
         p = _paper(label)
-        rows.append([label, cite(p.get("clean_error")), pct(r["clean_error"]), cite(p.get("adversarial_error")),
-                     pct(r["fgsm_error"]), cite(p.get("confidence_on_mistakes")), pct(r["fgsm_confidence_on_mistakes"]),
-                     pct(r.get("fgsm_predicted_label_error")), pct(r.get("pgd_error"))])
+        rows.append([label, cite(p.get("clean_error")), pct_ci(r["clean_error"], n), cite(p.get("adversarial_error")),
+                     pct_ci(r["fgsm_error"], n), cite(p.get("confidence_on_mistakes")),
+                     pct(r["fgsm_confidence_on_mistakes"]),
+                     pct_ci(r.get("fgsm_predicted_label_error"), n), pct_ci(r.get("pgd_error"), n)])
     for k, v in s["transfer_error"].items():
-        rows.append([f"transfer {k}", "-", "-", cite(PAPER.get(k)), pct(v), "-", "-", "-", "-"])
+        rows.append([f"transfer {k}", "-", "-", cite(PAPER.get(k)), pct_ci(v, n), "-", "-", "-", "-"])
     steps = next(iter(s["variants"].values())).get("pgd_steps", PGD_STEPS)
     return tables(s, f"adversarial training of {s['model']}, ε = {s['eps']:g} (Goodfellow §6)",
                   ["training", "clean err paper", "ours", "FGSM err paper", "ours",
@@ -145,14 +149,17 @@ def table(s: dict) -> Tables:
                    f"with 1600 units the clean error goes {PAPER['clean_error_1600'].value})",
                    "transfer rows: " + s["transfer_definition"],
                    "FGSM(ŷ): FGSM from the model's own prediction, not the true label (no label leaking); "
-                   f"PGD-{steps}: L∞, step 2.5ε/{steps}, random start; both scored against the true label"])
+                   f"PGD-{steps}: L∞, step 2.5ε/{steps}, random start; both scored against the true label",
+                   f"errors over the first {n} test images", ci_note()])
 
 
 def paper_rows(s: dict) -> list[PaperRow]:
-    ours = {"clean_error": "clean_error", "adversarial_error": "fgsm_error",
-            "confidence_on_mistakes": "fgsm_confidence_on_mistakes"}
+    n = s["n_eval"]
+    ours = {"clean_error": lambda r: pct_ci(r["clean_error"], n),
+            "adversarial_error": lambda r: pct_ci(r["fgsm_error"], n),
+            "confidence_on_mistakes": lambda r: pct(r["fgsm_confidence_on_mistakes"])}
     note = f"maxout-{s['model'].split()[1]} on {s['dataset']}"
-    out = [PaperRow(v, pct(r[ours[key]]), note=note)
+    out = [PaperRow(v, ours[key](r), note=note)
            for label, r in in_order(s["variants"], [PLAIN]) for key, v in _paper(label).items()]
-    out += [PaperRow(PAPER[k], pct(v), note=note) for k, v in s["transfer_error"].items() if k in PAPER]
+    out += [PaperRow(PAPER[k], pct_ci(v, n), note=note) for k, v in s["transfer_error"].items() if k in PAPER]
     return out

@@ -23,7 +23,7 @@ from ..images.adversarial import fgsm_examples
 from ..images.evaluate import evaluate
 from ..paper import PaperRow
 from ..results import RunDir
-from ..tables import Tables, in_order, pct
+from ..tables import Tables, ci_note, in_order, pct_ci
 from . import register
 from ._goodfellow import CITE, MEDIUM, PAPER_SCALE, QUICK, GoodfellowConfig, eval_set, paper_value, three_models
 from ._image import base_summary, finish_summary, load_data, tables
@@ -37,6 +37,9 @@ PAPER = {"softmax": paper_value("softmax regression predicts maxout's wrong clas
 class AgreementConfig(GoodfellowConfig):
     """FGSM examples of maxout; agreement of softmax and RBF with maxout's wrong class (fields
     shared with every Goodfellow experiment: `GoodfellowConfig`)."""
+
+    # evaluation-only: a finished run re-evaluates with new values, without retraining
+    EVAL_ONLY: typing.ClassVar[tuple[str, ...]] = ('eps', 'clip', 'n_eval')
 
     PRESETS: typing.ClassVar = {"quick": dict(QUICK), "medium": dict(MEDIUM), "paper": dict(PAPER_SCALE)}
     COST: typing.ClassVar = {
@@ -76,16 +79,27 @@ def run(cfg: AgreementConfig, run_dir: RunDir, *, progress: bool = True) -> dict
     return finish_summary(run_dir, summary, t0)
 
 
+def _agreement(s: dict, r: dict) -> str:
+    """The agreement rate with its interval: over maxout's misclassified FGSM examples, whose number
+    is maxout's FGSM error rate times ``n_eval``."""
+    return pct_ci(r["agreement_with_maxout_on_its_mistakes"], round(s["maxout_fgsm_error"] * s["n_eval"]))
+
+
 def table(s: dict) -> Tables:
-    rows = [[n, PAPER[n].value if n in PAPER else "-", pct(r["agreement_with_maxout_on_its_mistakes"]),
-             pct(r["error_on_maxout_examples"]), pct(r["clean_error"])]
-            for n, r in in_order(s["models"], ["softmax", "rbf"])]
+    n = s["n_eval"]
+    rows = [[name, PAPER[name].value if name in PAPER else "-", _agreement(s, r),
+             pct_ci(r["error_on_maxout_examples"], n), pct_ci(r["clean_error"], n)]
+            for name, r in in_order(s["models"], ["softmax", "rbf"])]
     return tables(s, f"cross-model agreement on maxout's FGSM examples, ε = {s['eps']:g} (Goodfellow §8)",
                   ["model", "agreement paper", "ours", "error on maxout's examples (ours)", "clean err (ours)"], rows,
-                  [f"maxout: clean error {pct(s['maxout_clean_error'])}, FGSM error {pct(s['maxout_fgsm_error'])}",
-                   "agreement = " + s["agreement_definition"], f"paper: {CITE} §8"])
+                  [f"maxout: clean error {pct_ci(s['maxout_clean_error'], n)}, "
+                   f"FGSM error {pct_ci(s['maxout_fgsm_error'], n)}",
+                   "agreement = " + s["agreement_definition"],
+                   f"errors over the first {n} test images; agreement over maxout's "
+                   f"{round(s['maxout_fgsm_error'] * n)} misclassified FGSM examples among them",
+                   f"paper: {CITE} §8", ci_note()])
 
 
 def paper_rows(s: dict) -> list[PaperRow]:
-    return [PaperRow(PAPER[n], pct(r["agreement_with_maxout_on_its_mistakes"]), note=s["dataset"])
+    return [PaperRow(PAPER[n], _agreement(s, r), note=s["dataset"])
             for n, r in in_order(s["models"], ["softmax", "rbf"]) if n in PAPER]

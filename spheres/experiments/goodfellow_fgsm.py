@@ -3,7 +3,7 @@
 Trains shallow softmax regression, a maxout network, a shallow RBF network (10 classes) and
 logistic regression on two classes (MNIST 3 vs 7; Fashion-MNIST Sandal vs Ankle boot), and evaluates each on its own FGSM examples
 ``x + ε sign(∇ₓJ)`` at ε = ``eps`` (clipped to [0, 1]): error, mean confidence, confidence on
-the mistakes; error-vs-ε curves over ``eps_grid`` (figure ``fgsm_error_vs_eps.png``).
+the mistakes; error-vs-ε curves over ``eps_grid`` (figure ``fgsm_error_vs_eps.png``, and a table).
 
     spheres run goodfellow-fgsm --preset quick     # the shipped Fashion-MNIST sample: ~40 s CPU
     spheres run goodfellow-fgsm --preset paper     # all of Fashion-MNIST, maxout-240, 100 epochs
@@ -27,7 +27,7 @@ from ..images.evaluate import evaluate
 from ..images.plots import error_curves_figure
 from ..paper import PaperRow
 from ..results import RunDir
-from ..tables import Tables, in_order, pct
+from ..tables import Table, Tables, ci_note, in_order, pct, pct_ci
 from . import register
 from ._goodfellow import (CITE, MEDIUM, PAPER_SCALE, QUICK, GoodfellowConfig, add_evaluation, eval_set,
                           logistic_pair,
@@ -52,6 +52,9 @@ class FgsmConfig(GoodfellowConfig):
     """FGSM at ``eps`` on softmax, maxout, RBF (10 classes) and logistic regression on classes
     ``logreg_classes``; error curves over ``eps_grid`` (fields shared with every Goodfellow
     experiment: `GoodfellowConfig`)."""
+
+    # evaluation-only: a finished run re-evaluates with new values, without retraining
+    EVAL_ONLY: typing.ClassVar[tuple[str, ...]] = ('eps', 'eps_grid', 'clip', 'n_eval')
 
     eps_grid: tuple[float, ...] = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3)
     logreg_classes: tuple[int, ...] = ()      # () = the data set's pair: _goodfellow.LOGISTIC_PAIR
@@ -111,21 +114,40 @@ def _cite(name: str, key: str) -> str:
     return p.value if p is not None else "-"
 
 
+def _label(s: dict, name: str) -> str:
+    return name + (f" ({s['logreg_classes'][0]} vs {s['logreg_classes'][1]})" if name == "logreg" else "")
+
+
+def _curves(s: dict) -> Table:
+    """The error-vs-ε curves of the figure, each error with its interval over the model's ``n_eval``."""
+    names = [n for n, _ in in_order(s["models"], MODELS) if n in s["error_vs_eps"]]
+    rows = [[f"{e:g}"] + [pct_ci(s["error_vs_eps"][n][i], s["models"][n]["n_eval"]) for n in names]
+            for i, e in enumerate(s["error_vs_eps"]["eps"])]
+    return Table(("ε", *(_label(s, n) for n in names)), rows, "FGSM error vs ε (ε = 0: clean error)")
+
+
 def table(s: dict) -> Tables:
     rows = []
     for name, r in in_order(s["models"], MODELS):
-        rows.append([name + (f" ({s['logreg_classes'][0]} vs {s['logreg_classes'][1]})" if name == "logreg" else ""),
-                     _cite(name, "clean_error"), pct(r["clean_error"]), _cite(name, "fgsm_error"), pct(r["fgsm_error"]),
+        n = r["n_eval"]
+        rows.append([_label(s, name), _cite(name, "clean_error"), pct_ci(r["clean_error"], n),
+                     _cite(name, "fgsm_error"), pct_ci(r["fgsm_error"], n),
                      _cite(name, "confidence"), pct(r["fgsm_confidence_on_mistakes"])])
     return tables(s, f"FGSM at ε = {s['eps']:g} (Goodfellow §4, §7)",
                   ["model", "clean err paper", "ours", "FGSM err paper", "ours",
                    "conf. on mistakes paper", "ours"], rows,
                   [f"paper: {CITE}; softmax/maxout/RBF §4 and §7, logistic regression 3 vs 7 Fig. 2",
                    f"FGSM clipped to [0, 1]: {s['clip_to_unit_box']}; error-vs-ε curves: fgsm_error_vs_eps.png",
-                   "confidence = " + s["confidence_definition"]])
+                   "confidence = " + s["confidence_definition"],
+                   "errors over n test images: "
+                   + ", ".join(f"{_label(s, n)} {r['n_eval']}" for n, r in in_order(s["models"], MODELS)),
+                   ci_note()],
+                  more=(_curves(s),) if "error_vs_eps" in s else ())
 
 
 def paper_rows(s: dict) -> list[PaperRow]:
-    ours = {"clean_error": "clean_error", "fgsm_error": "fgsm_error", "confidence": "fgsm_confidence_on_mistakes"}
-    return [PaperRow(v, pct(s["models"][name][ours[key]]), note=s["dataset"])
+    ours = {"clean_error": lambda r: pct_ci(r["clean_error"], r["n_eval"]),
+            "fgsm_error": lambda r: pct_ci(r["fgsm_error"], r["n_eval"]),
+            "confidence": lambda r: pct(r["fgsm_confidence_on_mistakes"])}
+    return [PaperRow(v, ours[key](s["models"][name]), note=s["dataset"])
             for name, values in PAPER.items() if name in s["models"] for key, v in values.items()]

@@ -38,7 +38,7 @@ from ..images.plots import weight_images_figure
 from ..images.train import settings_for
 from ..paper import PaperRow
 from ..results import RunDir
-from ..tables import Tables, in_order, pct
+from ..tables import Tables, ci_note, in_order, pct_ci
 from . import register
 from ._goodfellow import CITE, GoodfellowConfig, add_evaluation, logistic_pair, paper_value
 from ._image import base_summary, finish_summary, load_data, model_key, tables, train_cached
@@ -51,6 +51,9 @@ PAPER = {"clean_error": paper_value("logistic regression 3 vs 7: clean error", "
 class LogisticConfig(GoodfellowConfig):
     """Logistic regression on two ``classes``: plain, closed-form adversarial training (``alpha``
     mix, ε = ``eps``), the same through the FGSM objective (unclipped), and L1 weight decay ``l1``."""
+
+    # evaluation-only: a finished run re-evaluates with new values, without retraining
+    EVAL_ONLY: typing.ClassVar[tuple[str, ...]] = ('n_eval',)
 
     classes: tuple[int, ...] = ()      # () = the data set's pair: _goodfellow.LOGISTIC_PAIR
     alpha: float = 0.5
@@ -140,10 +143,11 @@ def run(cfg: LogisticConfig, run_dir: RunDir, *, progress: bool = True) -> dict:
 
 def table(s: dict) -> Tables:
     rows = []
+    n = s["dataset_detail"]["test_size"]      # the test images of the two classes
     for label, r in in_order(s["variants"], ["plain"]):
         plain = label == "plain"
-        rows.append([label, PAPER["clean_error"].value if plain else "-", pct(r["clean_error"]),
-                     PAPER["fgsm_error"].value if plain else "-", pct(r["fgsm_error"]),
+        rows.append([label, PAPER["clean_error"].value if plain else "-", pct_ci(r["clean_error"], n),
+                     PAPER["fgsm_error"].value if plain else "-", pct_ci(r["fgsm_error"], n),
                      f"{r['w_l1_norm']:.1f}", f"{r['fgsm_logit_change_max_abs_diff']:.1e}",
                      f"{r['fgsm_loss_vs_closed_form_max_abs_diff']:.1e}"])
     return tables(s, f"logistic regression {s['classes'][0]} vs {s['classes'][1]}, ε = {s['eps']:g} (Goodfellow §5)",
@@ -154,12 +158,14 @@ def table(s: dict) -> Tables:
                    "(theory.fgsm_linear_logit_change, theory.adversarial_logistic_loss)",
                    f"closed-form vs FGSM-objective training: max weight difference "
                    f"{s['closed_form_vs_fgsm_training_max_weight_diff']:.1e} (weights up to {s['weight_scale']:.2g})",
-                   f"weight images: {s['figure']}"])
+                   f"weight images: {s['figure']}",
+                   f"errors over the {n} test images of the two classes", ci_note()])
 
 
 def paper_rows(s: dict) -> list[PaperRow]:
     plain = s["variants"].get("plain")
     if plain is None:
         return []
-    return [PaperRow(PAPER["clean_error"], pct(plain["clean_error"]), note=s["dataset"]),
-            PaperRow(PAPER["fgsm_error"], pct(plain["fgsm_error"]), note=s["dataset"])]
+    n = s["dataset_detail"]["test_size"]
+    return [PaperRow(PAPER["clean_error"], pct_ci(plain["clean_error"], n), note=s["dataset"]),
+            PaperRow(PAPER["fgsm_error"], pct_ci(plain["fgsm_error"], n), note=s["dataset"])]

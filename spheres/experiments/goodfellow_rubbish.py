@@ -26,7 +26,7 @@ from ..images.evaluate import evaluate
 from ..keys import stream_key
 from ..paper import PaperRow
 from ..results import RunDir
-from ..tables import Tables, in_order, pct
+from ..tables import Tables, ci_note, in_order, pct, pct_ci
 from . import register
 from ._goodfellow import CITE, MEDIUM, PAPER_SCALE, QUICK, GoodfellowConfig, paper_value, three_models
 from ._image import base_summary, finish_summary, load_data, tables
@@ -46,6 +46,9 @@ class RubbishConfig(GoodfellowConfig):
     """``n_rubbish`` samples of N(0, I₇₈₄) classified by maxout, softmax and RBF (fields shared with
     every Goodfellow experiment: `GoodfellowConfig`)."""
 
+    # evaluation-only: a finished run re-evaluates with new values, without retraining
+    EVAL_ONLY: typing.ClassVar[tuple[str, ...]] = ('n_rubbish', 'n_eval')
+
     n_rubbish: int = 10_000
 
     PRESETS: typing.ClassVar = {"quick": dict(QUICK, n_rubbish=2000), "medium": dict(MEDIUM, n_rubbish=10_000),
@@ -55,6 +58,10 @@ class RubbishConfig(GoodfellowConfig):
         "medium": "~5 min CPU (estimate: goodfellow-fgsm medium's maxout, softmax and RBF)",
         "paper": "~20 min on one CPU core (trains goodfellow-fgsm paper's maxout, softmax and RBF)",
     }
+
+    def memory_estimate(self) -> dict[str, int]:
+        """Adds the rubbish images: the noise in float32 and a working copy."""
+        return {**super().memory_estimate(), "n_rubbish": 2 * 4 * 784 * self.n_rubbish}
 
     def validate(self) -> None:
         super().validate()
@@ -89,14 +96,16 @@ def _cite(n: str, key: str) -> str:
 
 
 def table(s: dict) -> Tables:
-    rows = [[n, _cite(n, "fraction_confident"), pct(r["fraction_confident"]), _cite(n, "mean_confidence"),
-             pct(r["mean_confidence_of_confident"])] for n, r in in_order(s["models"], ["maxout", "softmax", "rbf"])]
+    rows = [[n, _cite(n, "fraction_confident"), pct_ci(r["fraction_confident"], s["n_rubbish"]),
+             _cite(n, "mean_confidence"), pct(r["mean_confidence_of_confident"])]
+            for n, r in in_order(s["models"], ["maxout", "softmax", "rbf"])]
     return tables(s, f"rubbish examples: {s['n_rubbish']} samples of N(0, I) (Goodfellow §8)",
                   ["model", "p>0.5 paper", "ours", "mean conf. paper", "ours"], rows,
-                  [s["definition"], f"paper: {CITE} §8"])
+                  [s["definition"], f"paper: {CITE} §8", ci_note()])
 
 
 def paper_rows(s: dict) -> list[PaperRow]:
-    ours = {"fraction_confident": "fraction_confident", "mean_confidence": "mean_confidence_of_confident"}
-    return [PaperRow(v, pct(s["models"][n][ours[key]]), note=s["dataset"])
+    ours = {"fraction_confident": lambda r: pct_ci(r["fraction_confident"], s["n_rubbish"]),
+            "mean_confidence": lambda r: pct(r["mean_confidence_of_confident"])}
+    return [PaperRow(v, ours[key](s["models"][n]), note=s["dataset"])
             for n, values in PAPER.items() if n in s["models"] for key, v in values.items()]

@@ -6,6 +6,8 @@ found (paper: around 60).
 
     spheres run sphere-dimension-sweep --preset quick     # d in {2, 10, 40}: ~1 min CPU
     spheres run sphere-dimension-sweep --preset paper     # d from 2 to 500, 10^6 steps each
+    spheres run sphere-dimension-sweep --preset paper --shard K/10   # one d per job (job array),
+    spheres run sphere-dimension-sweep --preset paper                #   then merge
 
 Expected (quick): no error at d = 2; errors by d = 40 at this small budget.
 """
@@ -24,6 +26,7 @@ from ..results import RunDir
 from ..tables import Table, Tables, fmt_rate
 from . import register
 from ._sphere import SphereTrainConfig, derive_config, provenance, run_sub
+from ._sweep import members_to_run, shard_result
 
 SMALLEST_D = PaperValue("smallest d where errors are found", "around 60", "gilmer", "§3", "secondary")
 
@@ -56,10 +59,16 @@ class DimensionSweepConfig(SphereTrainConfig):
           "ReLU recipe for d from 2 to 500 (Gilmer §3): error rate and manifold-attack errors per d",
           table=lambda s: table(s), paper_rows=lambda s: paper_rows(s), paper="gilmer")
 def run(cfg: DimensionSweepConfig, run_dir: RunDir, *, progress: bool = True) -> dict:
+    names = [f"d{d}" for d in cfg.dims]
+    todo = members_to_run(run_dir, names)
     rows, sub_wall = [], []
-    for d in cfg.dims:
+    for i, d in enumerate(cfg.dims):
+        if i not in todo:
+            continue
         sub_cfg = derive_config(cfg, model="relu", d=d)
-        _, s = run_sub(run_dir, f"d{d}", "sphere-relu", sub_cfg, progress=progress)
+        _, s = run_sub(run_dir, names[i], "sphere-relu", sub_cfg, progress=progress)
+        if run_dir.shard:
+            continue
         sub_wall.append(s.get("wall_seconds", 0.0))
         a = s.get("attacks", {})
         er = s["error_rate"]
@@ -71,6 +80,8 @@ def run(cfg: DimensionSweepConfig, run_dir: RunDir, *, progress: bool = True) ->
                      "errors_found": bool(er["inner"]["errors"] + er["outer"]["errors"] + found
                                           + a.get("start_errors", 0) > 0)})
         run_dir.log_metrics({"step": len(rows), **rows[-1]})
+    if run_dir.shard:
+        return shard_result(run_dir, names, todo)
     t_rest = time.time()
     first = next((r["d"] for r in rows if r["errors_found"]), None)
     summary = {"experiment": "sphere-dimension-sweep", "preset": run_dir.preset, "seed": cfg.seed, "rows": rows, "smallest_d_with_errors": first,

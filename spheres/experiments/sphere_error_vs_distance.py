@@ -30,12 +30,14 @@ import theory
 from ..config import require
 from ..paper import PaperRow, PaperValue
 from ..results import RunDir
+from ..sharding import across_processes, host_local
 from ..sphere import data as sdata
-from ..sphere import evaluate, models, train
+from ..sphere import bracket, evaluate, models, train
 from ..sphere.manifold import mean_distance_to_error, nearest_on_manifold
 from ..tables import Table, Tables
 from . import register
 from ._sphere import SphereTrainConfig, derive_config, keys, provenance, train_in_run
+from ._sweep import members_to_run, shard_result
 
 NEAR_BOUND = PaperValue("trained models' d(E) relative to the cap bound", "close to the bound", "gilmer",
                         "Figure 4", "verified")
@@ -93,10 +95,17 @@ def measure_mu_and_distance(model, variables, *, d: int, key: jax.Array, n_eval:
     mu = evaluate.sphere_error_rate(models.logit_fns(model).batched, variables, key=k_eval, d=d, radius=1.0,
                                     label=0, n=n_eval, progress=False)
     x = sdata.sample_sphere(k_att, n_attack, d, 1.0)
-    res = nearest_on_manifold(model, variables, x, 0, step_size=step_size, num_steps=num_steps)
+    local = host_local(variables) if jax.process_count() > 1 else variables
+    res = across_processes(lambda xs: nearest_on_manifold(model, local, xs, 0, step_size=step_size,
+                                                          num_steps=num_steps), x)
     dist = mean_distance_to_error(res, x, model, variables, 0)
-    return {"mu": mu.rate, "mu_lower": mu.lower, "mu_upper": mu.upper, "mu_errors": mu.errors,
-            "mu_n": mu.n, **dist}
+    # the bracket lower <= d(E) <= attack on the same points; for a quadratic net also the exact d(E)
+    # over n_eval points (cheap), whose only noise is the sampling of the points
+    out = {"mu": mu.rate, "mu_lower": mu.lower, "mu_upper": mu.upper, "mu_errors": mu.errors,
+           "mu_n": mu.n, **dist, "bracket": bracket.bracket(model, variables, x, 0, res)[0]}
+    if isinstance(model, models.QuadraticNet):
+        out["d_E_exact"] = bracket.exact_d_E(variables, n=n_eval, key=jax.random.fold_in(k_eval, 1))
+    return out
 
 
 def _cap_logit(t, x):
@@ -133,34 +142,21 @@ def measured_caps(mus, d: int, *, key: jax.Array, n: int, step_size: float, num_
           "the central figure (Gilmer §5): mu(E) vs d(E) for trained models, caps and Theorem 5.1",
           table=lambda s: table(s), paper_rows=lambda s: paper_rows(s), paper="gilmer")
 def run(cfg: ErrorDistanceConfig, run_dir: RunDir, *, progress: bool = True) -> dict:
+    specs = [(mname, n) for mname in cfg.models for n in cfg.train_sizes]
+    names = [f"{mname}-N{n}" for mname, n in specs]
+    todo = members_to_run(run_dir, names)
     points, train_seconds = [], 0.0
-    for mname in cfg.models:
-        kind, widths, hidden = MODEL_SPECS[mname]
-        for n in cfg.train_sizes:
-            changes = dict(model=kind, train_size=n, attack_samples=0, track_every=0, track_eval_every=0)
-            if cfg.paper_sizes:
-                changes.update(widths=widths) if kind == "relu" else changes.update(hidden=hidden)
-            sub_cfg = derive_config(cfg, **changes)
-            sub_dir = RunDir.open(run_dir.path / f"{mname}-N{n}", "sphere-train", sub_cfg)
-            sub_dir.set_origin(run_dir.preset, run_dir.overrides)
-            key = jax.random.fold_in(keys(cfg.seed)["attack"], n)
-
-            def measure(state, _mname=mname, _n=n):
-                step = int(state.step)
-                if step == 0 or step % cfg.measure_every:
-                    return {}
-                m = measure_mu_and_distance(state.model, train.variables_of(state), d=cfg.d,
-                                            key=jax.random.fold_in(key, step), n_eval=cfg.measure_eval,
-                                            n_attack=cfg.measure_attack, step_size=cfg.attack_step_size,
-                                            num_steps=cfg.attack_steps)
-                return {"measure": m}
-
-            _, timing = train_in_run(sub_cfg, sub_dir, progress=progress, extra_metrics=measure)
-            train_seconds += timing["train_seconds"]  # measurements included, summed over starts
-            for rec in sub_dir.read_metrics():
-                if "measure" in rec:
-                    points.append({"model": mname, "train_size": n, "step": rec["step"], **rec["measure"]})
-            run_dir.log_metrics({"step": len(points), "model": mname, "train_size": n})
+    for i, (mname, n) in enumerate(specs):
+        if i not in todo:
+            continue
+        member = _train_member(cfg, run_dir, names[i], mname, n, progress=progress)
+        if run_dir.shard:
+            continue
+        train_seconds += member["train_seconds"]  # measurements included, summed over starts
+        points += member["points"]
+        run_dir.log_metrics({"step": len(points), "model": mname, "train_size": n})
+    if run_dir.shard:
+        return shard_result(run_dir, names, todo)
     t_rest = time.time()
     caps = measured_caps(cfg.cap_mus, cfg.d, key=keys(cfg.seed)["eval"], n=cfg.measure_attack,
                          step_size=cfg.attack_step_size, num_steps=cfg.attack_steps)
@@ -170,6 +166,40 @@ def run(cfg: ErrorDistanceConfig, run_dir: RunDir, *, progress: bool = True) -> 
     run_dir.save_figure("error_vs_distance", _figure(summary))
     run_dir.write_summary(summary)
     return summary
+
+
+def _train_member(cfg: ErrorDistanceConfig, run_dir: RunDir, name: str, mname: str, n: int, *,
+                  progress: bool) -> dict:
+    """Train (or resume) one model on N points in the sub-run ``name``, measuring (μ(E), d(E))
+    every ``measure_every`` steps; its summary holds the measured points and training time."""
+    kind, widths, hidden = MODEL_SPECS[mname]
+    changes = dict(model=kind, train_size=n, attack_samples=0, track_every=0, track_eval_every=0)
+    if cfg.paper_sizes:
+        changes.update(widths=widths) if kind == "relu" else changes.update(hidden=hidden)
+    sub_cfg = derive_config(cfg, **changes)
+    with RunDir.open(run_dir.path / name, "sphere-train", sub_cfg) as sub_dir:
+        sub_dir.set_origin(run_dir.preset, run_dir.overrides)
+        if sub_dir.summary is not None:
+            return sub_dir.summary
+        key = jax.random.fold_in(keys(cfg.seed)["attack"], n)
+
+        def measure(state):
+            step = int(state.step)
+            if step == 0 or step % cfg.measure_every:
+                return {}
+            m = measure_mu_and_distance(state.model, train.variables_of(state), d=cfg.d,
+                                        key=jax.random.fold_in(key, step), n_eval=cfg.measure_eval,
+                                        n_attack=cfg.measure_attack, step_size=cfg.attack_step_size,
+                                        num_steps=cfg.attack_steps)
+            return {"measure": m}
+
+        _, timing = train_in_run(sub_cfg, sub_dir, progress=progress, extra_metrics=measure)
+        member = {"experiment": "sphere-train", "model": mname, "train_size": n,
+                  "train_seconds": timing["train_seconds"],
+                  "points": [{"model": mname, "train_size": n, "step": rec["step"], **rec["measure"]}
+                             for rec in sub_dir.read_metrics() if "measure" in rec]}
+        sub_dir.write_summary(member)
+        return member
 
 
 def _figure(summary: dict) -> Figure:
@@ -189,11 +219,30 @@ def _figure(summary: dict) -> Figure:
         if pts:
             mu = np.array([p["mu"] for p in pts])
             xerr = np.array([[p["mu"] - p["mu_lower"] for p in pts], [p["mu_upper"] - p["mu"] for p in pts]])
-            ax.errorbar(mu, [p["d_E"] for p in pts], xerr=xerr, fmt=mk, ms=5, alpha=0.8, label=m)
+            d_E = np.array([p["d_E"] for p in pts])
+            lower = np.array([_lower_end(p) for p in pts])
+            yerr = np.array([np.where(np.isfinite(lower), d_E - lower, 0.0), np.zeros_like(d_E)])
+            bars = ax.errorbar(mu, d_E, xerr=xerr, yerr=np.maximum(yerr, 0.0), fmt=mk, ms=5, alpha=0.8,
+                               capsize=2, label=f"{m} (attack; bar down to the {_kind(pts)} lower end)")
+            exact = [(p["mu"], p["d_E_exact"]) for p in pts if p.get("d_E_exact") is not None]
+            if exact:
+                ax.plot(*zip(*exact), "*", ms=8, color=bars[0].get_color(), label=f"{m}: exact d(E)")
     ax.set(xscale="log", xlabel="μ(E): inner-sphere error rate", ylabel="d(E): mean L2 distance to nearest error",
            title=f"Error rate vs distance to the nearest error (d = {d})", ylim=(0, None))
     ax.legend(fontsize=8)
     return fig
+
+
+def _lower_end(p: dict) -> float:
+    """The lower end of a measurement's d(E) bracket on the attacked points: their mean exact (quadratic
+    net) or certified (ReLU net) distance; NaN if there is none."""
+    b = p.get("bracket") or {}
+    return np.nan if b.get("lower_mean") is None or b["kind"] == "none" else b["lower_mean"]
+
+
+def _kind(pts: list[dict]) -> str:
+    kinds = {(p.get("bracket") or {}).get("kind", "none") for p in pts}
+    return "/".join(sorted(kinds - {"none"})) or "(no)"
 
 
 # Below this cap bound (μ(E) → 1: nearly every point is itself an error) d(E)/bound is 0/0 noise.
@@ -206,14 +255,22 @@ def table(s: dict) -> Tables:
     for p in s["points"]:
         if p["mu_errors"] == 0:
             rows.append((p["model"], f"{p['train_size']:,}", f"{p['step']:,}",
-                         f"0/{p['mu_n']:,} (≤{p['mu_upper']:.2g})", f"{p['d_E']:.4f}", "-", "-"))
+                         f"0/{p['mu_n']:,} (≤{p['mu_upper']:.2g})", _lower_cell(p), f"{p['d_E']:.4f}",
+                         "-", "-"))
             continue
         b = float(theory.cap_distance_bound(p["mu"], d))
-        ratio = f"{p['d_E'] / b:.3f}" if b >= RATIO_MIN_BOUND else "-"
+        lo = _lower_end(p)
+        ratio = ("-" if b < RATIO_MIN_BOUND else f"{p['d_E_exact'] / b:.3f} exact"
+                 if p.get("d_E_exact") is not None else f"{p['d_E'] / b:.3f}" if not np.isfinite(lo)
+                 else f"[{lo / b:.3f}, {p['d_E'] / b:.3f}]")
         rows.append((p["model"], f"{p['train_size']:,}", f"{p['step']:,}",
-                     f"{p['mu']:.3g} [{p['mu_lower']:.2g}, {p['mu_upper']:.2g}]", f"{p['d_E']:.4f}",
-                     f"{b:.4f}", ratio))
-    points = Table(("model", "N", "step", "μ(E) [95% CI]", "d(E) attack", "cap bound at μ(E)", "d(E)/bound"), rows)
+                     f"{p['mu']:.3g} [{p['mu_lower']:.2g}, {p['mu_upper']:.2g}]", _lower_cell(p),
+                     f"{p['d_E']:.4f}", f"{b:.4f}", ratio))
+    points = Table(("model", "N", "step", "μ(E) [95% CI]", "d(E) lower end", "d(E) attack",
+                    "cap bound at μ(E)", "d(E)/bound [lower, attack]"), rows,
+                   caption="lower end: the mean exact (quadratic net) or certified (ReLU net) distance "
+                           "of the attacked points (attack ≥ truth ≥ lower end); a quadratic net's "
+                           "d(E)/bound uses its exact d(E) over the μ(E) points")
     caps = Table(("μ", "d(E) attack", "exact, same points", "theory", "failed"),
                  [(f"{c['mu']:.0e}", f"{c['d_E_attack']:.4f}", f"{c['d_E_exact_same_points']:.4f}",
                    f"{c['d_E_theory']:.4f}", f"{c['attack_failed']}/{c['n']}") for c in s["caps"]],
@@ -222,12 +279,32 @@ def table(s: dict) -> Tables:
                   (points, caps))
 
 
+def _lower_cell(p: dict) -> str:
+    b = p.get("bracket")
+    if not b:
+        return "-"
+    if b["kind"] == "exact" and b["lower_mean"] is not None:
+        gap = f"; attack ×{b['ratio_mean']:.3f} mean, ×{b['ratio_max']:.3f} worst" if b["ratio_mean"] else ""
+        many = f"; {p['d_E_exact']:.4f} over {p['mu_n']:,} points" if p.get("d_E_exact") is not None else ""
+        return f"{b['lower_mean']:.4f} exact{gap}{many}"
+    if b["kind"] == "none" or b["lower_mean"] is None:
+        return "∞ exact" if b["no_error"] else "- (not certified)"
+    return f"{b['lower_mean']:.4f} {b['kind']}" + (f", ×2 for {b['fraction_tight']:.0%}"
+                                                    if b["fraction_tight"] is not None else "")
+
+
 def paper_rows(s: dict) -> list[PaperRow]:
     bounds = [(p, float(theory.cap_distance_bound(p["mu"], s["d"]))) for p in s["points"]
               if p["mu_errors"] > 0 and p["attack_failed"] == 0]
     ratios = [p["d_E"] / b for p, b in bounds if b >= RATIO_MIN_BOUND]
+    exact = [p["d_E_exact"] / b for p, b in bounds if b >= RATIO_MIN_BOUND and p.get("d_E_exact") is not None]
+    lower = [_lower_end(p) / b for p, b in bounds if b >= RATIO_MIN_BOUND and np.isfinite(_lower_end(p))]
     caps = s["caps"]
     gap = max(abs(c["d_E_attack"] - c["d_E_exact_same_points"]) for c in caps) if caps else None
-    return [PaperRow(NEAR_BOUND, f"median d(E)/bound = {np.median(ratios):.3f} over {len(ratios)} measurements"
-                     if ratios else "no measurement with errors"),
+    near = (f"median d(E)/bound = {np.median(ratios):.3f} (attack) over {len(ratios)} measurements"
+            + (f"; lower ends (exact / certified): median {np.median(lower):.3f} over {len(lower)}" if lower else "")
+            + (f"; quadratic nets' exact d(E)/bound: median {np.median(exact):.3f}, max {max(exact):.3f} "
+               f"over {len(exact)}" if exact else "")
+            if ratios else "no measurement with errors")
+    return [PaperRow(NEAR_BOUND, near),
             PaperRow(CAPS, f"largest gap {gap:.4f} over {len(caps)} caps" if gap is not None else "-")]

@@ -26,10 +26,12 @@ from matplotlib.figure import Figure
 from ..config import require
 from ..paper import PaperRow, PaperValue
 from ..results import RunDir
+from ..sphere.bracket import exact_distance_vs_bound, format_bracket
 from ..sphere.quadratic import alphas_of, importance_mc
 from ..tables import Table, Tables, fmt_log10, fmt_rate
 from . import register
-from ._sphere import SphereTrainConfig, derive_config, final_state, keys, provenance, run_sub
+from ._sphere import DISTANCE_STREAM, SphereTrainConfig, derive_config, final_state, keys, provenance, run_sub
+from ._sweep import members_to_run, shard_result
 
 OUTSIDE = PaperValue("α outside [1/R², 1] at N = 10⁶", "394 of 500", "gilmer", "§4", "unverified")
 CLT = PaperValue("CLT error estimate at N = 10⁶", "≈ 1e-11", "gilmer", "§4", "unverified")
@@ -99,18 +101,31 @@ def _figure(summary: dict) -> Figure:
           "CLT vs exact vs importance-sampled MC vs measured error, sweep over N",
           table=lambda s: table(s), paper_rows=lambda s: paper_rows(s), paper="gilmer")
 def run(cfg: FiniteConfig, run_dir: RunDir, *, progress: bool = True) -> dict:
+    names = [f"N{n}" for n in cfg.train_sizes]
+    todo = members_to_run(run_dir, names)
     rows, sub_wall, rest = [], 0.0, 0.0
-    for n in cfg.train_sizes:
+    for i, n in enumerate(cfg.train_sizes):
+        if i not in todo:
+            continue
         sub_cfg = derive_config(cfg, model="quadratic", train_size=n)
-        sub_dir, sub = run_sub(run_dir, f"N{n}", "sphere-quadratic", sub_cfg, progress=progress)
+        sub_dir, sub = run_sub(run_dir, names[i], "sphere-quadratic", sub_cfg, progress=progress)
+        if run_dir.shard:
+            continue
         sub_wall += sub.get("wall_seconds", 0.0)  # the sub-run's total over all its starts
         t_rest = time.time()
         alpha = alphas_of(final_state(sub_cfg, sub_dir).params)
         sub_dir.save_arrays("alpha", alpha=alpha)
         mc = importance_mc(alpha, cfg.R, cfg.mc_samples, jax.random.fold_in(keys(cfg.seed)["eval"], n))
         rows.append(_row(cfg, n, sub, mc))
+        # exact d(E) against Theorem 5.1 at the exact μ(E) (recomputed: cheap, and older sub-runs lack it)
+        rows[-1]["distance_vs_bound"] = exact_distance_vs_bound(
+            alpha, d=cfg.d, R=cfg.R, key=jax.random.fold_in(keys(cfg.seed)["eval"], DISTANCE_STREAM))
+        on = (sub.get("attacks") or {}).get("on_manifold_nearest", {}).get("bracket")
+        rows[-1]["attack_bracket"] = on
         run_dir.log_metrics({"step": len(rows), **rows[-1]})
         rest += time.time() - t_rest
+    if run_dir.shard:
+        return shard_result(run_dir, names, todo)
     summary = {"experiment": "sphere-quadratic-finite", "preset": run_dir.preset, "seed": cfg.seed, "d": cfg.d, "R": cfg.R, "hidden": cfg.hidden,
                "steps": cfg.steps, "eval_samples": cfg.eval_samples, "mc_samples": cfg.mc_samples,
                "rows": rows, "wall_seconds": round(sub_wall + rest, 1)}
@@ -137,8 +152,24 @@ def table(s: dict) -> Tables:
                      f"{fmt_rate(m['inner'])} / {fmt_rate(m['outer'])}"))
     t = Table(("N", "α outside [1/R²,1]", "CLT inner / outer", "exact inner / outer",
                "IS-MC inner / outer", "measured errors inner / outer"), rows)
+    dist = Table(("N", "exact d(E) inner / outer", "Theorem 5.1 bound at exact μ(E)", "d(E)/bound",
+                  "manifold attack vs exact, inner sphere (same points)"),
+                 [(f"{r['train_size']:,}", *_distance_cells(r.get("distance_vs_bound")),
+                   format_bracket(r.get("attack_bracket"))) for r in s["rows"]],
+                 caption="Distance to the nearest error (exact, on the sphere; ∞: no error exists)")
     return Tables(f"sphere-quadratic-finite (d={s['d']}, h={s['hidden']}, {s['steps']:,} steps)",
-                  provenance(s), (t,))
+                  provenance(s), (t, dist) if any(r.get("distance_vs_bound") for r in s["rows"]) else (t,))
+
+
+def _distance_cells(dv: dict | None) -> tuple[str, str, str]:
+    if not dv:
+        return "-", "-", "-"
+
+    def cell(key, fmt):
+        return " / ".join("∞" if dv[sp]["d_E"] is None and key != "ratio" else "-" if dv[sp][key] is None
+                          else format(dv[sp][key], fmt) for sp in ("inner", "outer"))
+
+    return cell("d_E", ".4f"), cell("cap_bound", ".4f"), cell("ratio", ".3f")
 
 
 def paper_rows(s: dict) -> list[PaperRow]:

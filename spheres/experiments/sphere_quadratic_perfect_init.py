@@ -38,10 +38,11 @@ from ..paper import PaperRow, PaperValue
 from ..results import RunDir
 from ..sphere import data as sdata
 from ..sphere import models
+from ..sphere.bracket import bracket, exact_distance_vs_bound, format_bracket, format_distance_vs_bound
 from ..sphere.quadratic import alphas_of, exact_worst_case_loss, quadratic_theory
 from ..tables import Table, Tables, fmt_log10, key_value
 from . import register
-from ._sphere import SphereTrainConfig, keys, measure_error_rates, provenance, train_in_run
+from ._sphere import DISTANCE_STREAM, SphereTrainConfig, keys, measure_error_rates, provenance, train_in_run
 
 OUTPUTS = PaperValue("sigmoid output of the perfect start, inner / outer sphere", "0.0016 / 0.9994", "gilmer",
                      "§4", "unverified")
@@ -167,6 +168,7 @@ def run(cfg: PerfectInitConfig, run_dir: RunDir, *, progress: bool = True) -> di
     first_attack = next((m["step"] for m in tracked
                          if m.get("attack_errors_inner", 0) + m.get("attack_errors_outer", 0) > 0), None)
     th = quadratic_theory(jax.device_get(state.params), cfg.R)
+    distances = final_distances(cfg, state)
     a0, scale = alphas_of(init["params"]).mean(), -float(init["params"]["b"])
     start_logits = {"inner": scale * (a0 - 1), "outer": scale * (cfg.R ** 2 * a0 - 1)}   # at the mean α
     summary = {"experiment": "sphere-quadratic-perfect-init", "preset": run_dir.preset, "seed": cfg.seed,
@@ -179,7 +181,7 @@ def run(cfg: PerfectInitConfig, run_dir: RunDir, *, progress: bool = True) -> di
                                                      "exact_worst_case_loss_outer", "attack_worst_case_loss_inner",
                                                      "attack_worst_case_loss_outer", "alpha_fraction_in_range",
                                                      "perfect")} for m in tracked],
-               "error_rate": {k: v.as_dict() for k, v in rates.items()},
+               "error_rate": {k: v.as_dict() for k, v in rates.items()}, **distances,
                "train_seconds": timing["train_seconds"],
                "wall_seconds": round(timing["train_seconds"] + time.time() - t1, 1)}
     if tracked:
@@ -188,6 +190,24 @@ def run(cfg: PerfectInitConfig, run_dir: RunDir, *, progress: bool = True) -> di
         run_dir.save_figure("perfect_init", fig)
     run_dir.write_summary(summary)
     return summary
+
+
+def final_distances(cfg: PerfectInitConfig, state) -> dict:
+    """The final net's exact d(E) per sphere against Theorem 5.1, and the bracket exact ≤ attack of
+    the nearest-error manifold attack from the ``worst_case_points`` points of each sphere."""
+    out = {"distance_vs_bound": exact_distance_vs_bound(
+        alphas_of(state.params), d=cfg.d, R=cfg.R, key=jax.random.fold_in(keys(cfg.seed)["eval"], DISTANCE_STREAM))}
+    if cfg.worst_case_points:
+        k = keys(cfg.seed)["attack"]
+        f = models.logit_fns(state.model).per_example
+        variables = {"params": state.params}
+        out["attack_bracket"] = {}
+        for i, (s, radius) in enumerate((("inner", 1.0), ("outer", cfg.R))):
+            x = sdata.sample_sphere(jax.random.fold_in(k, i), cfg.worst_case_points, cfg.d, radius)
+            r = attacks.sphere_pgd(f, x, jnp.full((x.shape[0],), i, jnp.int32), step_size=cfg.attack_step_size,
+                                   num_steps=cfg.attack_steps, mode="nearest", params=variables)
+            out["attack_bracket"][s] = bracket(state.model, variables, x, i, r)[0]
+    return out
 
 
 def table(s: dict) -> Tables:
@@ -208,6 +228,9 @@ def table(s: dict) -> Tables:
             ("CLT error inner / outer", f"{fmt_log10(th['log10_clt_inner'])} / {fmt_log10(th['log10_clt_outer'])}"),
             ("measured errors inner / outer", f"{er['inner']['errors']}/{er['inner']['n']:,} / "
                                               f"{er['outer']['errors']}/{er['outer']['n']:,}")]
+    for sp in ("inner", "outer") if s.get("distance_vs_bound") else ():
+        rows.append((f"final d(E), {sp} sphere", format_distance_vs_bound(s["distance_vs_bound"], sp)))
+        rows.append((f"nearest-error attack vs exact, {sp}", format_bracket((s.get("attack_bracket") or {}).get(sp))))
     traj = s.get("trajectory")
     if not traj:
         return Tables("sphere-quadratic-perfect-init", provenance(s), (key_value(rows),))

@@ -35,7 +35,7 @@ from ..images.evaluate import evaluate
 from ..keys import named_keys
 from ..paper import PaperRow
 from ..results import RunDir
-from ..tables import Tables, in_order, num, pct
+from ..tables import Tables, ci_note, in_order, num, pct_ci
 from . import register
 from ._image import base_summary, cached_examples, finish_summary, load_data, model_key, tables
 from ._szegedy import LbfgsFields, paper_value
@@ -124,6 +124,8 @@ def run(cfg: AdversarialTrainingConfig, run_dir: RunDir, *, progress: bool = Tru
         run_name = MODEL if not pooled else f"{MODEL}+pool"
         settings = itrain.settings_for(recipe, epochs=cfg.epochs, batch=cfg.batch, lr=cfg.lr)
         cached = itrain.load_params(run_dir, run_name)
+        if cached is not None:
+            itrain.check_params_match(cached, recipe.module, itrain.params_file(run_dir, run_name))
         t1 = time.time()
         if cached is None:
             variables = itrain.train_recipe(recipe, settings, ds.x_train, ds.y_train,
@@ -138,7 +140,7 @@ def run(cfg: AdversarialTrainingConfig, run_dir: RunDir, *, progress: bool = Tru
         train_s = time.time() - t1
         ex = cached_examples(run_dir, run_name, lambda: lbfgs_examples(
             recipe, variables, x_att, y_att, key=k["attack"], c_rounds=cfg.c_rounds,
-            maxiter=cfg.lbfgs_maxiter, chunk=min(cfg.attack_chunk, cfg.n_attack)))
+            maxiter=cfg.lbfgs_maxiter, chunk=min(cfg.attack_chunk, cfg.n_attack)), cfg)
         fg = attacks.fgsm(im.apply_fn(recipe.module), jnp.asarray(x_att.reshape(len(x_att), -1)), jnp.asarray(y_att),
                           eps=0.1, bounds=(0.0, 1.0), params=variables)
         rows[label] = {"test_error": evaluate(recipe.module, variables, ds.x_test, ds.y_test).error,
@@ -150,19 +152,25 @@ def run(cfg: AdversarialTrainingConfig, run_dir: RunDir, *, progress: bool = Tru
     return finish_summary(run_dir, summary, t0)
 
 
+def _n_attacked(s: dict) -> str:
+    return " / ".join(sorted({str(r["n_attacked"]) for r in s["variants"].values()}))
+
+
 def table(s: dict) -> Tables:
     rows = []
     for label, r in in_order(s["variants"], ["weight decay only", "adversarial pool"]):
         paper = PAPER.get(label)
-        rows.append([label, paper.value if paper else "-", pct(r["test_error"]),
-                     num(r["mean_distortion"]), pct(r["fgsm_eps0.1_error"])])
+        rows.append([label, paper.value if paper else "-", pct_ci(r["test_error"], s["dataset_detail"]["test_size"]),
+                     num(r["mean_distortion"]), pct_ci(r["fgsm_eps0.1_error"], r["n_attacked"])])
     return tables(s, f"{s['model']} with and without an adversarial pool (Szegedy §4.2)",
                   ["training", "test err paper", "ours", "L-BFGS distortion (ours)", "FGSM ε=0.1 err (ours)"], rows,
                   ["paper: Szegedy et al. 2013, §4.2 (MNIST; secondary); dropout: "
                    + PAPER["dropout (for reference)"].value,
-                   f"pool: {s['pool_size']} L-BFGS examples refreshed every {s['refresh_every']} epoch(s)"])
+                   f"pool: {s['pool_size']} L-BFGS examples refreshed every {s['refresh_every']} epoch(s)",
+                   f"test error over the {s['dataset_detail']['test_size']} test images; L-BFGS and FGSM "
+                   f"on the first {_n_attacked(s)} of them", ci_note()])
 
 
 def paper_rows(s: dict) -> list[PaperRow]:
-    return [PaperRow(PAPER[label], pct(r["test_error"]), note=s["dataset"])
+    return [PaperRow(PAPER[label], pct_ci(r["test_error"], s["dataset_detail"]["test_size"]), note=s["dataset"])
             for label, r in in_order(s["variants"], ["weight decay only", "adversarial pool"]) if label in PAPER]

@@ -29,7 +29,7 @@ from ..images.evaluate import evaluate
 from ..keys import named_keys
 from ..paper import PaperRow
 from ..results import RunDir
-from ..tables import Table, Tables, in_order, num, pct
+from ..tables import Table, Tables, ci_note, in_order, num, pct_ci
 from . import register
 from ._image import base_summary, cached_examples, finish_summary, tables, train_cached
 from ._szegedy import LbfgsFields, attack_key, paper_value
@@ -58,6 +58,9 @@ class CrossTrainingConfig(LbfgsFields):
     ``p_size``: examples in each of P₁, P₂ (paper: 30,000); ``amplify_to``: the stddev the
     examples' perturbations are scaled to (paper: 0.1); ``noise_sigma``: the noise row's stddev.
     """
+
+    # evaluation-only: a finished run re-evaluates with new values, without retraining
+    EVAL_ONLY: typing.ClassVar[tuple[str, ...]] = ('n_attack', 'c_rounds', 'lbfgs_maxiter', 'attack_chunk', 'amplify_to', 'noise_sigma')
 
     p_size: int = 30_000
     amplify_to: float = 0.1
@@ -99,7 +102,7 @@ def run(cfg: CrossTrainingConfig, run_dir: RunDir, *, progress: bool = True) -> 
         recipe, variables, info = train_cached(cfg, run_dir, name, d.x_train, d.y_train, progress=progress)
         ex = cached_examples(run_dir, name, lambda: lbfgs_examples(
             recipe, variables, x_att, y_att, key=attack_key(cfg.seed, name),
-            c_rounds=cfg.c_rounds, maxiter=cfg.lbfgs_maxiter, chunk=cfg.attack_chunk))
+            c_rounds=cfg.c_rounds, maxiter=cfg.lbfgs_maxiter, chunk=cfg.attack_chunk), cfg)
         models[name] = {"recipe": recipe, "variables": variables, "examples": ex}
         stats[name] = {"trained_on": part,
                        "train_error": evaluate(recipe.module, variables, d.x_train, d.y_train).error,
@@ -138,23 +141,29 @@ def _paper_cell(row: str, col: str) -> str:
     return f" ({p.value})" if p is not None else ""
 
 
+def _cell(rates: dict, col: str) -> str:
+    """A transfer error rate with its interval, over the row's ``_count`` examples."""
+    return pct_ci(rates[col], rates["_count"])
+
+
 def table(s: dict) -> Tables:
     names = [n for n, _ in CROSS_MODELS]
     cols = [n for n, _ in in_order(s["models"], names)]
-    t3 = [[f"{n} (on {r['trained_on']})", pct(r["train_error"]), pct(r["test_error"]),
+    n_part, n_test = s["dataset_detail"]["train_size"] // 2, s["dataset_detail"]["test_size"]   # P1, P2: half each
+    t3 = [[f"{n} (on {r['trained_on']})", pct_ci(r["train_error"], n_part), pct_ci(r["test_error"], n_test),
            num(r["mean_distortion"]) + (f" ({PAPER['fc100_distortion'].value})" if n == "FC100-100-10" else "")]
           for n, r in in_order(s["models"], names)]
     rows = []
     row_order = names + [f"{n} scaled to stddev {s['amplify_to_stddev']:g}" for n in names] + \
         [f"noise stddev {s['noise_stddev']:g}"]
     for row, rates in in_order(s["transfer_error_rate"], row_order):
-        rows.append([row] + [pct(rates[c]) + _paper_cell(row, c) for c in cols] + [str(rates["_count"])])
+        rows.append([row] + [_cell(rates, c) + _paper_cell(row, c) for c in cols] + [str(rates["_count"])])
     t4 = Table(("examples \\ model", *cols, "n"), rows,
                "cross-training-set transfer: error of column model (Szegedy Table 4)")
     return tables(s, "models on disjoint halves P1, P2 of the training set (Szegedy Tables 3-4)",
                   ["model", "train err", "test err", "distortion (paper)"], t3,
                   ["ours (paper in parentheses where PAPERS.md gives it);",
-                   "paper: Szegedy et al. 2013, Tables 3-4 (MNIST; partly secondary)"],
+                   "paper: Szegedy et al. 2013, Tables 3-4 (MNIST; partly secondary)", ci_note()],
                   caption="models on P1 / P2 (Szegedy Table 3)", more=(t4,))
 
 
@@ -166,9 +175,9 @@ def paper_rows(s: dict) -> list[PaperRow]:
                             note=s["dataset"]))
     for key, v in PAPER.items():
         if isinstance(key, tuple) and key[0] in m and key[1] in m[key[0]]:
-            out.append(PaperRow(v, pct(m[key[0]][key[1]]), note=s["dataset"]))
+            out.append(PaperRow(v, _cell(m[key[0]], key[1]), note=s["dataset"]))
     noise = f"noise stddev {s['noise_stddev']:g}"
     if noise in m:
-        ours = ", ".join(f"{c} {pct(m[noise][c])}" for c in models)
+        ours = ", ".join(f"{c} {_cell(m[noise], c)}" for c in models)
         out.append(PaperRow(PAPER["noise"], ours, note=s["dataset"]))
     return out

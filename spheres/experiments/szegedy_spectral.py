@@ -30,7 +30,7 @@ from ..images.evaluate import evaluate, predict_logits
 from ..keys import stream_key
 from ..paper import PaperRow, PaperValue
 from ..results import RunDir
-from ..tables import Tables, in_order, pct
+from ..tables import Tables, ci_note, in_order, pct_ci
 from . import register
 from ._image import ImageConfig, base_summary, finish_summary, load_data, tables, train_cached
 from ._szegedy import check_models
@@ -48,6 +48,9 @@ class SpectralConfig(ImageConfig):
     (``conv`` is the small conv net with ``conv_channels``); ``pretrain_epochs``: AE400-10's
     autoencoder stage; ``n_probe`` test points for the measured Jacobian lower bound
     (``power_iters`` power iterations each)."""
+
+    # evaluation-only: a finished run re-evaluates with new values, without retraining
+    EVAL_ONLY: typing.ClassVar[tuple[str, ...]] = ('n_probe', 'power_iters')
 
     models: tuple[str, ...] = SPECTRAL_MODELS
     pretrain_epochs: int = 5
@@ -128,13 +131,13 @@ def table(s: dict) -> Tables:
         per = " × ".join(f"{l['bound']:.3g}" for l in r["layers"])
         rows.append([name, per, f"{r['upper_bound_product']:.3g}", f"{r['upper_bound_product_with_activations']:.3g}",
                      f"{r['measured_max_jacobian_norm']:.3g}", f"{r['mean_certified_l2_radius']:.2g}",
-                     pct(r["test_error"])])
+                     pct_ci(r["test_error"], s["dataset_detail"]["test_size"])])
     return tables(s, "upper Lipschitz bounds per layer (Szegedy §4.3)",
                   ["model", "per-layer bounds", "product", "× act.", "measured ‖J‖ (lower)",
                    "certified L2 radius", "test err"], rows,
                   [f"paper (AlexNet/ImageNet, Table 5, for scale only): {PAPER.value}",
                    "bounds are loose: measured ≤ bound always; a large bound does not prove that "
-                   "adversarial examples exist, a small one would rule them out"])
+                   "adversarial examples exist, a small one would rule them out", ci_note()])
 
 
 def paper_rows(s: dict) -> list[PaperRow]:

@@ -22,7 +22,7 @@ import time
 from ..images.plots import adversarial_examples_figure
 from ..paper import PaperRow
 from ..results import RunDir
-from ..tables import Tables, in_order, num, pct
+from ..tables import Tables, ci_note, in_order, num, pct_ci
 from . import register
 from ._image import base_summary, finish_summary, load_data, tables
 from ._szegedy import ModelsConfig, paper_value, train_and_attack
@@ -70,19 +70,27 @@ def run(cfg: Table1Config, run_dir: RunDir, *, progress: bool = True) -> dict:
     return finish_summary(run_dir, summary, t0)
 
 
+def _train_test(s: dict, r: dict) -> tuple[str, str]:
+    """Train and test error with their intervals (over the whole training and test sets)."""
+    d = s["dataset_detail"]
+    return pct_ci(r["train_error"], d["train_size"]), pct_ci(r["test_error"], d["test_size"])
+
+
 def table(s: dict) -> Tables:
     rows = []
     for name, r in in_order(s["models"], list(PAPER)):
         p = PAPER.get(name)
         cite = (lambda k: p[k].value) if p else (lambda k: "-")  # noqa: E731
-        rows.append([name, cite("train_error"), pct(r["train_error"]), cite("test_error"), pct(r["test_error"]),
-                     cite("distortion"), num(r["mean_distortion"]), pct(r["attack_success_rate"])])
+        train, test = _train_test(s, r)
+        rows.append([name, cite("train_error"), train, cite("test_error"), test,
+                     cite("distortion"), num(r["mean_distortion"]),
+                     pct_ci(r["attack_success_rate"], r["n_attacked"])])
     return tables(s, "train/test error and average minimum distortion (Szegedy Table 1)",
                   ["model", "train err paper", "ours", "test err paper", "ours",
                    "distortion paper", "ours", "attack success"], rows,
                   ["paper: Szegedy et al. 2013, Table 1 (MNIST; secondary)",
                    f"distortion = {s['distortion_definition']}; {s['attack']['n_attacked']} test "
-                   f"examples per model, c search {s['attack']['c_rounds']} rounds"])
+                   f"examples per model, c search {s['attack']['c_rounds']} rounds", ci_note()])
 
 
 def paper_rows(s: dict) -> list[PaperRow]:
@@ -90,7 +98,8 @@ def paper_rows(s: dict) -> list[PaperRow]:
     for name, r in in_order(s["models"], list(PAPER)):
         if name in PAPER:
             p = PAPER[name]
-            out += [PaperRow(p["train_error"], pct(r["train_error"]), note=s["dataset"]),
-                    PaperRow(p["test_error"], pct(r["test_error"]), note=s["dataset"]),
+            train, test = _train_test(s, r)
+            out += [PaperRow(p["train_error"], train, note=s["dataset"]),
+                    PaperRow(p["test_error"], test, note=s["dataset"]),
                     PaperRow(p["distortion"], num(r["mean_distortion"]), note=s["dataset"])]
     return out

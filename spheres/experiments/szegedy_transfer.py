@@ -31,7 +31,7 @@ from ..images.adversarial import gaussian_noise, transfer_matrix
 from ..keys import named_keys
 from ..paper import PaperRow
 from ..results import RunDir
-from ..tables import Table, Tables, in_order, num, pct
+from ..tables import Table, Tables, ci_note, in_order, num, pct, pct_ci
 from . import register
 from ._image import base_summary, finish_summary, load_data, tables
 from ._szegedy import ModelsConfig, paper_value, train_and_attack
@@ -100,8 +100,9 @@ def run(cfg: TransferConfig, run_dir: RunDir, *, progress: bool = True) -> dict:
 
 
 def controlled_transfer(models: dict, x: np.ndarray, y: np.ndarray) -> tuple[dict, dict]:
-    """``(both_correct, matched_distortion)`` matrices ``{row: {col: rate, "_count": n}}``: see the
-    module docstring. Distortion is ``sqrt(Σ δ² / 784)``, as in Table 1."""
+    """``(both_correct, matched_distortion)`` matrices ``{row: {col: rate, "_n": {col: n}, "_count": n}}``:
+    see the module docstring; ``_n`` is the number of examples each rate is over. Distortion is
+    ``sqrt(Σ δ² / 784)``, as in Table 1."""
     clean = {n: evaluate.predictions(m["recipe"].module, m["variables"], x) == y for n, m in models.items()}
     both, matched = {}, {}
     for r, mr in models.items():
@@ -109,9 +110,10 @@ def controlled_transfer(models: dict, x: np.ndarray, y: np.ndarray) -> tuple[dic
         delta = (ex["x_adv"] - x).reshape(x.shape[0], -1)
         dist = np.sqrt((delta ** 2).sum(1) / delta.shape[1])
         both[r], matched[r] = {}, {}
+        both[r]["_n"] = matched[r]["_n"] = counts = {}
         for c, mc in models.items():
             mask = ex["success"] & clean[r] & clean[c]
-            n = int(mask.sum())
+            n = counts[c] = int(mask.sum())
             pred = evaluate.predictions(mc["recipe"].module, mc["variables"], ex["x_adv"])
             both[r][c] = float((pred[mask] != y[mask]).mean()) if n else float("nan")
             target = mc["row"]["mean_distortion"]
@@ -123,10 +125,21 @@ def controlled_transfer(models: dict, x: np.ndarray, y: np.ndarray) -> tuple[dic
     return both, matched
 
 
+def _cell(rates: dict, col: str) -> str:
+    """A transfer error rate with its interval, over the row's ``_count`` examples."""
+    return pct_ci(rates[col], rates["_count"])
+
+
+def _control_cell(rates: dict, col: str) -> str:
+    """A control's rate with its interval, over the cell's own ``_n`` examples; a record made before
+    the counts per cell were kept (its ``_count`` is the last column's only) shows the rate alone."""
+    return pct_ci(rates[col], rates["_n"][col]) if "_n" in rates else pct(rates[col])
+
+
 def _control_table(s: dict, key: str, caption: str) -> Table:
     cols = s["models"]
     return Table(["examples for \\ model"] + cols,
-                 [[row] + [pct(rates[c]) for c in cols] for row, rates in in_order(s[key], cols)],
+                 [[row] + [_control_cell(rates, c) for c in cols] for row, rates in in_order(s[key], cols)],
                  caption=caption)
 
 
@@ -137,14 +150,15 @@ def table(s: dict) -> Tables:
         cells = []
         for c in cols:
             paper = PAPER.get((row, c))
-            cells.append(pct(rates[c]) + (f" ({paper.value})" if paper is not None else ""))
+            cells.append(_cell(rates, c) + (f" ({paper.value})" if paper is not None else ""))
         dist = s["row_distortion"].get(row)
         rows.append([row] + cells + [num(dist) if dist is not None else "-", str(rates["_count"])])
     out = tables(s, "cross-model transfer: error of column model on row's examples (Szegedy Table 2)",
                  ["examples for \\ model"] + cols + ["distortion", "n"], rows,
                  ["ours (paper in parentheses where the paper gives it);",
                   "paper: Szegedy et al. 2013, Table 2 (MNIST; partly secondary)",
-                  "diagonal = 100% by construction (each example reached a wrong target on its own model)"])
+                  "diagonal = 100% by construction (each example reached a wrong target on its own model)",
+                  ci_note()])
     extra = []
     if "transfer_error_rate_both_correct" in s:
         extra = [_control_table(s, "transfer_error_rate_both_correct",
@@ -162,8 +176,8 @@ def paper_rows(s: dict) -> list[PaperRow]:
     out = []
     for (r, c), v in PAPER.items():
         if r in m and c in m[r]:
-            ours = pct(m[r][c])
+            ours = _cell(m[r], c)
             if r in b and c in b[r]:
-                ours += f"; both correct {pct(b[r][c])}; matched distortion {pct(t[r][c])}"
+                ours += f"; both correct {_control_cell(b[r], c)}; matched distortion {_control_cell(t[r], c)}"
             out.append(PaperRow(v, ours, note=s["dataset"]))
     return out

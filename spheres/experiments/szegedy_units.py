@@ -47,6 +47,9 @@ class UnitsConfig(ImageConfig):
     directions; ``top_k`` images per direction, searched among the first ``n_search`` test images.
     """
 
+    # evaluation-only: a finished run re-evaluates with new values, without retraining
+    EVAL_ONLY: typing.ClassVar[tuple[str, ...]] = ('n_directions', 'top_k', 'n_search')
+
     model: str = "conv"
     n_directions: int = 8
     top_k: int = 8

@@ -41,6 +41,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from ..sharding import conv_impl
 from .layers import Conv2D, im2col, max_pool_2x2  # noqa: F401  (im2col: part of this module's API)
 
 NUM_CLASSES = 10
@@ -197,7 +198,8 @@ class ConvNet(nn.Module):
     The convolutions are `Conv2D` (im2col; same parameters and outputs as ``nn.Conv``) and the
     pool is `max_pool_2x2`, for speed inside a training ``scan`` on CPU; ``conv_impl="xla"`` uses
     ``nn.Conv`` / ``nn.max_pool`` instead (the same function and parameters; faster where the
-    backend has tuned convolutions, e.g. cuDNN). ``benchmarks/conv_training.py`` times both.
+    backend has tuned convolutions, e.g. cuDNN). ``"auto"`` (default) is im2col on CPU and xla
+    elsewhere (`spheres.sharding.conv_impl`). ``benchmarks/conv_training.py`` times both.
     ``conv_specs()`` gives each convolution's input size, stride and padding for
     ``theory.conv_lipschitz`` / ``theory.model_lipschitz_bound``.
     """
@@ -205,13 +207,11 @@ class ConvNet(nn.Module):
     channels: Sequence[int] = (16, 32)
     hidden: int = 100
     num_classes: int = NUM_CLASSES
-    conv_impl: Literal["im2col", "xla"] = "im2col"
+    conv_impl: Literal["auto", "im2col", "xla"] = "auto"
 
     @nn.compact
     def __call__(self, x, train: bool = False):
-        if self.conv_impl not in ("im2col", "xla"):
-            raise ValueError(f"conv_impl must be 'im2col' or 'xla' (got {self.conv_impl!r})")
-        if self.conv_impl == "xla":   # nn.Conv / nn.max_pool: cuDNN on GPU; same parameters
+        if conv_impl(self.conv_impl) == "xla":   # nn.Conv / nn.max_pool: cuDNN on GPU; same parameters
             conv = lambda c, s, name: nn.Conv(c, (5, 5), strides=s, padding="SAME", name=name)  # noqa: E731
             pool = lambda h: nn.max_pool(h, (2, 2), strides=(2, 2))  # noqa: E731
         else:

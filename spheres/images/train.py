@@ -31,12 +31,10 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import re
 import time
 from pathlib import Path
 from typing import Callable, Literal, NamedTuple
 
-import flax.traverse_util
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -46,6 +44,7 @@ from ..checkpoint import Checkpoints
 from ..sharding import batch_sharding, data_mesh, replicated
 from ..sphere.train import NonFiniteError, TrainState
 from . import models as im
+from .params import check_params_match, load_params, params_file, safe_name, save_params  # noqa: F401
 from .weights import decayed_kernels, weight_decay_penalty
 
 AdversarialKind = Literal["none", "fgsm", "sign_noise", "uniform_noise", "logistic_closed_form"]
@@ -366,33 +365,6 @@ def train_recipe(recipe: im.ModelRecipe, settings: TrainSettings, x, y, *, key: 
 # ----------------------------------------------------------------------------------- parameters on disk
 
 
-def safe_name(name: str) -> str:
-    """A file-name-safe, collision-free form of a model name (``FC10(1e-4)`` -> ``FC10_1e-4``,
-    ``FC100-100-10'`` -> ``FC100-100-10_prime``)."""
-    return re.sub(r"[^A-Za-z0-9_.+-]+", "_", name.replace("'", "_prime")).strip("_")
-
-
-def params_file(run_dir, name: str) -> Path:
-    """Where `save_params` puts model ``name``'s parameters: ``RUN/params-NAME.npz``."""
-    return run_dir.path / f"params-{safe_name(name)}.npz"
-
-
-def save_params(run_dir, name: str, variables) -> Path:
-    """Save ``variables["params"]`` as ``params-NAME.npz`` (keys are ``/``-joined paths; no pickle)."""
-    flat = flax.traverse_util.flatten_dict(variables["params"], sep="/")
-    return run_dir.save_arrays(f"params-{safe_name(name)}", **{k: np.asarray(v) for k, v in flat.items()})
-
-
-def load_params(run_dir, name: str) -> dict | None:
-    """The variables saved by `save_params`, or None when the file does not exist."""
-    p = params_file(run_dir, name)
-    if not p.exists():
-        return None
-    flat = run_dir.load_arrays(f"params-{safe_name(name)}")
-    return {"params": flax.traverse_util.unflatten_dict({tuple(k.split("/")): jnp.asarray(v)
-                                                          for k, v in flat.items()})}
-
-
 def train_or_load(run_dir, name: str, recipe: im.ModelRecipe, settings: TrainSettings, x, y, *,
                   key: jax.Array, progress: bool = False, ckpt_every: int = 1, **kw) -> tuple[dict, dict]:
     """Train ``recipe`` once per run directory: reuse ``params-NAME.npz`` when present, else train
@@ -400,6 +372,7 @@ def train_or_load(run_dir, name: str, recipe: im.ModelRecipe, settings: TrainSet
     and save. Returns ``(variables, info)`` with ``info = {"train_seconds", "reused"}``."""
     cached = load_params(run_dir, name)
     if cached is not None:
+        check_params_match(cached, recipe.module, params_file(run_dir, name))
         return cached, {"train_seconds": 0.0, "reused": True}
     logged = {(r.get("model"), r.get("stage"), r.get("epoch")) for r in run_dir.read_metrics()}
 

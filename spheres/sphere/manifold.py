@@ -23,6 +23,7 @@ import numpy as np
 
 import attacks
 
+from . import bracket
 from . import data as sdata
 from .models import logit_fns
 
@@ -94,6 +95,11 @@ def manifold_analysis(model, variables, *, d: int, R: float, key: jax.Array, n: 
     good = ~start_err
     pairs = sdata.sample_sphere(k_pairs, 2 * 10_000, d, 1.0).reshape(2, 10_000, d)
     pair_dist = np.asarray(jnp.linalg.norm(pairs[0] - pairs[1], axis=1))
+    # brackets lower <= true distance <= attack, on all n points (before `found` is restricted)
+    on_lower, kind = bracket.lower_bounds(model, variables, x_all, 0, on_manifold=True)
+    off_lower, _ = bracket.lower_bounds(model, variables, x_all, 0, on_manifold=False)
+    on_bracket = bracket.bracket_stats(on_lower, near_d, near_ok, start_err, kind)
+    off_bracket = bracket.bracket_stats(off_lower, off_d, off_ok, start_err, kind)
     near_ok, worst_ok, off_ok = near_ok & good, worst_ok & good, off_ok & good
     n_good = int(good.sum())
     i_min = int(np.argmin(np.where(off_ok, off_d, np.inf))) if off_ok.any() else None
@@ -102,15 +108,16 @@ def manifold_analysis(model, variables, *, d: int, R: float, key: jax.Array, n: 
         # every statistic below is over the n_correct correctly classified starting points
         "on_manifold_nearest": {"found": int(near_ok.sum()),
                                 "fraction_found": float(near_ok.sum() / max(n_good, 1)),
-                                "distance": distance_stats(near_d[near_ok])},
+                                "distance": distance_stats(near_d[near_ok]), "bracket": on_bracket},
         "worst_case": {"success": int(worst_ok.sum()),
                        "success_rate": float(worst_ok.sum() / max(n_good, 1))},
         "off_manifold_nearest": {"found": int(off_ok.sum()), "distance": distance_stats(off_d[off_ok]),
                                  "norm_at_min": float(off_norm[i_min]) if i_min is not None else None,
-                                 "norm": distance_stats(off_norm[off_ok])},
+                                 "norm": distance_stats(off_norm[off_ok]), "bracket": off_bracket},
         "random_pair_distance": distance_stats(pair_dist),
     }
     arrays = {"start_error": start_err, "on_manifold_distance": near_d, "on_manifold_found": near_ok,
               "worst_case_success": worst_ok, "off_manifold_distance": off_d,
-              "off_manifold_found": off_ok, "off_manifold_norm": off_norm}
+              "off_manifold_found": off_ok, "off_manifold_norm": off_norm,
+              "on_manifold_lower": on_lower, "off_manifold_lower": off_lower}
     return out, arrays

@@ -148,3 +148,21 @@ def test_transfer_controls_both_correct_and_matched_distortion(run):
         for c in s["models"]:
             assert 0.0 <= both[r][c] <= 1.0 and 0.0 <= matched[r][c] <= 1.0
         assert both[r]["_count"] <= s["transfer_error_rate"][r]["_count"]
+        # each control rate is a count over its own cell's examples, kept for its interval
+        assert both[r]["_n"] == matched[r]["_n"] and set(both[r]["_n"]) == set(s["models"])
+        for c, n in both[r]["_n"].items():
+            assert n <= s["transfer_error_rate"][r]["_count"]
+            assert abs(both[r][c] * n - round(both[r][c] * n)) < 1e-6 if n else np.isnan(both[r][c])
+    text = get("szegedy-transfer").table(s).text()
+    assert "Control 1" in text and "% [" in text          # the rates carry their intervals
+
+
+def test_transfer_controls_of_a_record_without_counts_per_cell_show_the_rate_alone():
+    """Records made before the counts per cell were kept hold only the last column's ``_count`` for
+    the controls: their rates are shown without an interval rather than over a wrong n."""
+    from spheres.experiments.szegedy_transfer import _cell, _control_cell
+
+    old = {"A": 0.25, "B": 0.4, "_count": 5}           # 0.25 is no count over 5: the n is A's own, unknown
+    assert _control_cell(old, "A") == "25.0%"
+    assert _control_cell({**old, "_n": {"A": 4, "B": 5}}, "A").startswith("25.0% [")
+    assert _cell({"A": 0.4, "_count": 5}, "A").startswith("40.0% [")

@@ -34,6 +34,32 @@ def test_trained_models_respect_theorem_5_1_within_noise(evd):
     assert np.median(ratios) < 1.0 and max(ratios) < 1.5
 
 
+def test_every_measurement_is_a_sound_bracket(evd):
+    _, s = evd
+    for p in s["points"]:
+        b = p["bracket"]
+        assert b["violations"] == 0, p                       # no attack distance below the lower end
+        if p["model"].startswith("quad"):
+            # exact lower end: the attack is within 2 % of the optimum on average (observed ≤ 1.007)
+            # and never below it (ratio ≥ 1 − VIOLATION_RTOL)
+            assert b["kind"] == "exact"
+            if b["ratio_mean"] is not None:
+                assert 1 - 1e-4 <= b["ratio_mean"] < 1.02 and b["ratio_max"] < 1.2, b
+            assert p["d_E_exact"] is None or p["d_E_exact"] >= 0
+        else:
+            assert b["kind"] == "certified"
+            assert b["lower_mean"] is not None and 0 < b["lower_mean"] <= p["d_E"] + 1e-6, p
+
+
+def test_figure_and_table_show_the_bracket(evd):
+    path, s = evd
+    from spheres.experiments import get
+
+    text = get("sphere-error-vs-distance").table(s).text()
+    assert "d(E) lower end" in text and " exact" in text and " certified" in text
+    assert (path / "error_vs_distance.png").stat().st_size > 0
+
+
 def test_dimension_sweep_rows_are_consistent(tmp_path):
     s = run_experiment("sphere-dimension-sweep", tmp_path)
     assert [r["d"] for r in s["rows"]] == [2, 10, 40]

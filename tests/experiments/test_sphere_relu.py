@@ -25,6 +25,12 @@ def test_relu_quick_attacks_are_consistent(relu):
         assert off["distance"]["min"] <= on["distance"]["min"] + 1e-4
     # found off-manifold errors lie within the search radius 1
     assert off["distance"]["max"] <= 1.0 + 1e-5
+    # CROWN's certified radius is a lower bound: below every distance the attacks found
+    for side in (on, off):
+        assert side["bracket"]["kind"] == "certified" and side["bracket"]["violations"] == 0
+        assert side["bracket"]["lower_mean"] > 0
+    # the on-manifold certificate is at least the off-manifold one (the cap is inside the ball)
+    assert on["bracket"]["lower_mean"] >= off["bracket"]["lower_mean"] - 1e-6
 
 
 def test_relu_quick_learns(relu):
@@ -61,6 +67,7 @@ def test_manifold_analysis_leaves_out_points_that_are_already_errors():
     off = out["off_manifold_nearest"]
     reach = ~bad & (0.5 - x[:, 0] <= 1.0)            # within the search radius 1
     assert off["found"] == reach.sum() and off["distance"]["min"] > 0
+    assert off["bracket"]["kind"] == "none"          # no bound of ours for an arbitrary model
     # float32 model and attack: the hyperplane distance to 1e-4
     np.testing.assert_allclose(arrays["off_manifold_distance"][reach], 0.5 - x[reach, 0], atol=1e-4)
     np.testing.assert_allclose(off["distance"]["min"], np.min(0.5 - x[reach, 0]), atol=1e-4)

@@ -94,3 +94,35 @@ def test_theory_validates_alpha_and_ranges():
         theory.simplified_alpha(1, 3, np.nan, 0.5)
     # valid input still works
     assert 0 < float(theory.clt_error_rate(np.array([0.5, 1.2]))) < 1
+
+
+def test_theory_and_attacks_refuse_out_of_range_budgets_labels_and_tolerances():
+    """Issue 20 item 9: values that used to come back as a number (nan, inf, a negative loss term)."""
+    import jax
+    import jax.numpy as jnp
+
+    import attacks
+
+    w = jnp.array([1.0, -2.0, 0.5])
+    for f in (lambda e: theory.fgsm_linear_logit_change(w, e), lambda e: theory.fgsm_linear_perturbation(w, e),
+              lambda e: theory.adversarial_logistic_loss(w, 0.0, w, 1, e),
+              lambda e: theory.adversarial_logistic_loss_grad(w, 0.0, w, 1, e)):
+        for eps in (-0.1, np.nan, np.inf):
+            with pytest.raises(ValueError, match="eps must be finite and >= 0"):
+                f(eps)
+        f(0.0)                                             # the boundary value is fine
+    W, b = jnp.eye(3), jnp.zeros(3)
+    for y in (3, -1):
+        with pytest.raises(ValueError, match=r"labels in \[0, 3\)"):
+            theory.min_l2_distance_multiclass(W, b, jnp.ones(3), y=y)
+    assert float(theory.min_l2_distance_multiclass(W, b, jnp.array([1.0, 0.0, 0.0]), y=0)) > 0
+    with pytest.raises(ValueError, match="num_iters"):
+        theory.operator_norm_power_iteration(lambda v: v, (3,), key=jax.random.key(0), num_iters=-1)
+    quad = lambda v: v @ v  # noqa: E731
+    for kw, match in ((dict(tol=-1.0), "tol"), (dict(ftol=np.nan), "ftol"), (dict(maxiter=0), "maxiter"),
+                      (dict(decrease_factor=1.0), "decrease_factor"), (dict(armijo=-1e-4), "armijo")):
+        with pytest.raises(ValueError, match=match):
+            attacks.LBFGSB(quad, **kw)
+    x = jnp.ones((2, 3)) / np.sqrt(3)
+    with pytest.raises(ValueError, match="tol"):
+        attacks.lbfgs(lambda v: v.sum(-1), x, jnp.array([1, 0]), tol=-1.0)

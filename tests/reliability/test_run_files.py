@@ -241,3 +241,69 @@ def test_corrupt_npz_names_the_file(tmp_path):
     p.write_bytes(p.read_bytes()[:40])
     with pytest.raises(RunFileError, match="params-FC.npz"):
         rd.load_arrays("params-FC")
+
+
+def test_wrong_shape_or_foreign_params_file_names_the_file(tmp_path):
+    """Issue 20 item 10: a params-*.npz of another model (or damaged) is refused with the file's
+    name and the fix, before any evaluation; the matching file loads."""
+    import jax
+    import numpy as np
+
+    from spheres.images import models as im
+    from spheres.images import train as itrain
+    from spheres.results import RunDir
+    from spheres.run_files import RunFileError
+
+    module = im.SoftmaxRegression()
+    rd = RunDir.open(tmp_path / "run", "test-params", {"x": 1})
+    good = im.init_variables(module, jax.random.key(0))
+    itrain.save_params(rd, "m", good)
+    itrain.check_params_match(itrain.load_params(rd, "m"), module, itrain.params_file(rd, "m"))
+    flat = {k: np.asarray(v) for k, v in
+            __import__("flax").traverse_util.flatten_dict(good["params"], sep="/").items()}
+    k0 = sorted(flat)[0]
+    rd.save_arrays("params-m", **{**flat, k0: np.zeros((3, 3), np.float32)})
+    with pytest.raises(RunFileError, match=r"params-m\.npz: parameter .* has shape \(3, 3\).*delete the file"):
+        itrain.check_params_match(itrain.load_params(rd, "m"), module, itrain.params_file(rd, "m"))
+    rd.save_arrays("params-m", other=np.zeros(2, np.float32))
+    with pytest.raises(RunFileError, match=r"params-m\.npz: parameters do not match the model"):
+        itrain.check_params_match(itrain.load_params(rd, "m"), module, itrain.params_file(rd, "m"))
+
+
+def test_image_eval_only_change_reattacks_without_retraining(tmp_path):
+    """Issue 20 item 8 for image runs: a finished szegedy-table1 run reopened with another
+    ``n_attack`` reuses its trained parameters (same bytes) and re-makes its adversarial examples
+    (the cached ``adv-*.npz`` carries the config it was made under); a training key is refused."""
+    import numpy as np
+
+    from spheres.experiments import run_experiment
+
+    out = tmp_path / "t1"
+    tiny = ["models=FC10(1e-4)", "n_train=500", "n_test=100", "epochs=1", "n_attack=4", "attack_chunk=4",
+            "c_rounds=2", "lbfgs_maxiter=5"]
+    s1 = run_experiment("szegedy-table1", out, preset="quick", overrides=tiny, progress=False)
+    params = (out / "params-FC10_1e-4.npz").read_bytes()
+    adv1 = dict(np.load(out / "adv-FC10_1e-4.npz"))
+    more = [o if not o.startswith("n_attack") else "n_attack=6" for o in tiny]
+    s2 = run_experiment("szegedy-table1", out, preset="quick", overrides=more, progress=False)
+    assert (out / "params-FC10_1e-4.npz").read_bytes() == params          # not retrained
+    adv2 = dict(np.load(out / "adv-FC10_1e-4.npz"))
+    first = next(k for k in adv1 if k != "__config__" and adv1[k].ndim >= 1)
+    assert len(adv1[first]) == 4 and len(adv2[first]) == 6                 # re-attacked
+    assert s1["attack"]["n_attacked"] == 4 and s2["attack"]["n_attacked"] == 6
+    changes = json.loads((out / "manifest.json").read_text())["config_changes"]
+    assert changes[-1]["changes"] == {"n_attack": [4, 6]}
+    with pytest.raises(RunDirConflict, match="epochs: 1 -> 2"):
+        run_experiment("szegedy-table1", out, preset="quick",
+                       overrides=[o if not o.startswith("epochs") else "epochs=2" for o in more], progress=False)
+
+
+@pytest.mark.parametrize("name,setting,key", [("goodfellow-rubbish", "n_rubbish=10000000000", "n_rubbish"),
+                                              ("goodfellow-fgsm", "maxout_units=1000000", "maxout_units")])
+def test_image_memory_estimate_names_the_key_to_lower(name, setting, key, tmp_path, capsys):
+    from spheres.cli import main
+
+    out = tmp_path / "r"
+    code = main(["run", name, "--out", str(out), "--set", setting])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and f"lower {key}" in err[-1] and not out.exists(), err
