@@ -23,6 +23,7 @@ import numpy as np
 
 import attacks
 
+from ..sharding import across_processes, host_local
 from . import bracket
 from . import data as sdata
 from .models import logit_fns
@@ -72,32 +73,34 @@ def manifold_analysis(model, variables, *, d: int, R: float, key: jax.Array, n: 
     k_x, k_pairs = jax.random.split(key)
     x_all = sdata.sample_sphere(k_x, n, d, 1.0)
     f = per_example_logit(model)
-    near_d, near_ok, worst_ok, off_d, off_ok, off_norm = [], [], [], [], [], []
-    for i in range(0, n, batch):
-        x = x_all[i:i + batch]
+    # several processes: each attacks its block of every batch on its own devices (host-local
+    # parameters), and every process gathers all rows; on one process this is the plain loop
+    local = host_local(variables) if jax.process_count() > 1 else variables
+
+    def attack_block(x):
         y = jnp.zeros((x.shape[0],), jnp.int32)
         r = attacks.sphere_pgd(f, x, y, step_size=step_size, num_steps=num_steps, mode="nearest",
-                               params=variables)
-        near_d.append(np.asarray(r.distance))
-        near_ok.append(np.asarray(r.success))
+                               params=local)
         w = attacks.sphere_pgd(f, x, y, step_size=step_size, num_steps=worst_case_steps,
-                               mode="worst_case", params=variables)
-        worst_ok.append(np.asarray(w.success))
-        o = attacks.nearest_error_l2(f, x, y, max_radius=off_manifold_radius, params=variables)
-        off_d.append(np.asarray(o.distance))
-        off_ok.append(np.asarray(o.success))
-        off_norm.append(np.asarray(o.x_adv_norm))
-    near_d, near_ok = np.concatenate(near_d), np.concatenate(near_ok)
-    worst_ok = np.concatenate(worst_ok)
-    off_d, off_ok, off_norm = np.concatenate(off_d), np.concatenate(off_ok), np.concatenate(off_norm)
-    start_err = np.concatenate([np.asarray(model.apply(variables, x_all[i:i + batch], train=False) > 0)
+                               mode="worst_case", params=local)
+        o = attacks.nearest_error_l2(f, x, y, max_radius=off_manifold_radius, params=local)
+        return {"near_d": r.distance, "near_ok": r.success, "worst_ok": w.success, "off_d": o.distance,
+                "off_ok": o.success, "off_norm": o.x_adv_norm}
+
+    blocks = [across_processes(attack_block, x_all[i:i + batch]) for i in range(0, n, batch)]
+    near_d, near_ok, worst_ok, off_d, off_ok, off_norm = (
+        np.concatenate([np.asarray(b[k]) for b in blocks])
+        for k in ("near_d", "near_ok", "worst_ok", "off_d", "off_ok", "off_norm"))
+    start_err = np.concatenate([np.asarray(model.apply(local, x_all[i:i + batch], train=False) > 0)
                                 for i in range(0, n, batch)])      # inner-sphere points: label 0
     good = ~start_err
     pairs = sdata.sample_sphere(k_pairs, 2 * 10_000, d, 1.0).reshape(2, 10_000, d)
     pair_dist = np.asarray(jnp.linalg.norm(pairs[0] - pairs[1], axis=1))
     # brackets lower <= true distance <= attack, on all n points (before `found` is restricted)
-    on_lower, kind = bracket.lower_bounds(model, variables, x_all, 0, on_manifold=True)
-    off_lower, _ = bracket.lower_bounds(model, variables, x_all, 0, on_manifold=False)
+    kind = bracket.lower_bounds(model, local, x_all[:1], 0)[1]
+    lower = across_processes(lambda x: {side: bracket.lower_bounds(model, local, x, 0, on_manifold=side == "on")[0]
+                                        for side in ("on", "off")}, x_all)
+    on_lower, off_lower = np.asarray(lower["on"], np.float64), np.asarray(lower["off"], np.float64)
     on_bracket = bracket.bracket_stats(on_lower, near_d, near_ok, start_err, kind)
     off_bracket = bracket.bracket_stats(off_lower, off_d, off_ok, start_err, kind)
     near_ok, worst_ok, off_ok = near_ok & good, worst_ok & good, off_ok & good

@@ -10,6 +10,10 @@ import pytest
 
 from _procs import SMALL, Procs, wait_for
 
+# the uninterrupted pair also attacks 10 inner-sphere points, split over the processes by
+# `spheres.sharding.across_processes` (5 rows each)
+ATTACKED = [*SMALL[:-2], "--set", "attack_samples=10", "--set", "attack_steps=30", "--set", "worst_case_steps=20"]
+
 
 def _summary(run):
     return json.loads((run / "summary.json").read_text())
@@ -26,9 +30,9 @@ def runs(tmp_path_factory):
     started together."""
     tmp = tmp_path_factory.mktemp("two")
     with Procs(tmp / "logs") as ps:
-        two = ps.start_two(["run", "sphere-quadratic", *SMALL, "--out", "run"], name="two",
+        two = ps.start_two(["run", "sphere-quadratic", *ATTACKED, "--out", "run"], name="two",
                            cwds=(tmp / "p0", tmp / "p1"))
-        one = ps.start(["run", "sphere-quadratic", *SMALL, "--out", "run"], name="one",
+        one = ps.start(["run", "sphere-quadratic", *ATTACKED, "--out", "run"], name="one",
                        cwd=tmp / "one", devices=4)
         codes = ps.wait(*two, one)
         assert codes == [0, 0, 0], [ps.err(p)[-3000:] for p in (*two, one)]
@@ -52,6 +56,23 @@ def test_two_processes_give_the_one_process_result(runs):
     man = json.loads((runs["two"] / "manifest.json").read_text())
     assert man["environment"]["process_count"] == 2 and man["environment"]["device_count"] == 4
     assert json.loads((runs["two"] / "ckpt" / "process_count.json").read_text()) == {"process_count": 2}
+
+
+def test_attacks_split_over_processes_give_the_one_process_result(runs):
+    """The manifold analysis attacks each process's block of the points and gathers them: the same
+    points, per-point distances and exact lower ends as one process (float rounding of the attack's
+    reductions only: 1e-5 relative)."""
+    import numpy as np
+
+    a2, a1 = _summary(runs["two"])["attacks"], _summary(runs["one"])["attacks"]
+    assert a2["n_points"] == a1["n_points"] == 10 and a2["start_errors"] == a1["start_errors"]
+    for side in ("on_manifold_nearest", "off_manifold_nearest"):
+        assert a2[side]["found"] == a1[side]["found"]
+        assert a2[side]["bracket"]["kind"] == "exact" and a2[side]["bracket"]["violations"] == 0
+    z2, z1 = np.load(runs["two"] / "attacks.npz"), np.load(runs["one"] / "attacks.npz")
+    for k in ("off_manifold_distance", "on_manifold_distance", "off_manifold_lower"):
+        np.testing.assert_allclose(z2[k], z1[k], rtol=1e-5, atol=1e-7)
+    np.testing.assert_array_equal(z2["start_error"], z1["start_error"])
 
 
 def test_only_process_0_writes_and_prints(runs):
