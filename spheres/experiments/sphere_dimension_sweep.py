@@ -28,7 +28,9 @@ from . import register
 from ._sphere import SphereTrainConfig, derive_config, provenance, run_sub
 from ._sweep import members_to_run, shard_result
 
-SMALLEST_D = PaperValue("smallest d where errors are found", "around 60", "gilmer", "§3", "secondary")
+SMALLEST_D = PaperValue("smallest d where the attack finds errors", "around 60", "gilmer", "§3", "secondary")
+# "around 60" read as the paper's grid neighbours: an attack-criterion d outside [40, 80] is not a reproduction
+AROUND_60 = (40, 80)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +79,7 @@ def run(cfg: DimensionSweepConfig, run_dir: RunDir, *, progress: bool = True) ->
                      "attack_points": a.get("n_correct", a.get("n_points", 0)),   # correct starts
                      "attack_mean_distance": a.get("on_manifold_nearest", {}).get("distance", {}).get("mean"),
                      "worst_case_success": a.get("worst_case", {}).get("success"),
+                     "start_errors": a.get("start_errors", 0),
                      "errors_found": bool(er["inner"]["errors"] + er["outer"]["errors"] + found
                                           + a.get("start_errors", 0) > 0)})
         run_dir.log_metrics({"step": len(rows), **rows[-1]})
@@ -122,5 +125,17 @@ def table(s: dict) -> Tables:
                   f"errors found: {s['smallest_d_with_errors']}", provenance(s), (t,))
 
 
+def _smallest_by_attack(s: dict) -> int | None:
+    """The paper's criterion: the smallest d where the manifold attack finds an error (attacked
+    points that start misclassified count as found)."""
+    return next((r["d"] for r in s["rows"] if r["attack_found"] + r.get("start_errors", 0) > 0), None)
+
+
 def paper_rows(s: dict) -> list[PaperRow]:
-    return [PaperRow(SMALLEST_D, str(s["smallest_d_with_errors"]))]
+    d_att, d_any = _smallest_by_attack(s), s["smallest_d_with_errors"]
+    lo, hi = AROUND_60
+    verdict = ("no d of the grid" if d_att is None else
+               "reproduced" if lo <= d_att <= hi else "not reproduced")
+    return [PaperRow(SMALLEST_D, f"d = {d_att} by the attack ({verdict}; one seed, {len(s['rows'])} dims)",
+                     note=f"with random sampling too, the smallest d with any error is {d_any}; a "
+                          f"handful of errors in ~10⁶ samples cannot be told from 0 at the next d")]

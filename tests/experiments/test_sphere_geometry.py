@@ -67,6 +67,16 @@ def test_dimension_sweep_rows_are_consistent(tmp_path):
     assert s["smallest_d_with_errors"] == first
     # at d = 2 the problem is trivially learnt: no errors, and the attack finds none
     assert s["rows"][0]["attack_found"] == 0 and s["rows"][0]["error_rate"]["inner"]["errors"] == 0
+    # the paper row uses the paper's criterion (the attack), says the seed count and a verdict
+    from spheres.experiments import get
+    from spheres.experiments.sphere_dimension_sweep import AROUND_60
+
+    by_attack = next((r["d"] for r in s["rows"] if r["attack_found"] + r["start_errors"] > 0), None)
+    row = get("sphere-dimension-sweep").paper_rows(s)[0]
+    assert row.ours.startswith(f"d = {by_attack} by the attack") and "one seed" in row.ours
+    lo, hi = AROUND_60
+    assert ("(reproduced" in row.ours) == (by_attack is not None and lo <= by_attack <= hi)
+    assert f"any error is {first}" in row.note
 
 
 def test_report_has_paper_rows_and_figures(evd, tmp_path):
