@@ -74,3 +74,17 @@ def test_manifold_analysis_leaves_out_points_that_are_already_errors():
     assert out["on_manifold_nearest"]["distance"]["min"] > 0
     assert out["worst_case"]["success"] <= n - bad.sum()
     del jnp
+
+
+def test_on_off_manifold_factor_row(relu):
+    """The paper's ≈ 2× (on- vs off-manifold distance) gets a row: the ratio of the attacks' means,
+    and of the brackets' certified lower ends."""
+    from spheres.experiments import _gilmer
+
+    row = next(r for r in _gilmer.attack_rows(relu) if r.value is _gilmer.FACTOR)
+    on, off = relu["attacks"]["on_manifold_nearest"], relu["attacks"]["off_manifold_nearest"]
+    if on["found"] and off["found"]:
+        ratio = on["distance"]["mean"] / off["distance"]["mean"]
+        assert row.ours.startswith(f"{ratio:.2f}× by the attacks") and "certified lower ends" in row.ours
+    else:
+        assert row.ours == "-"
