@@ -83,8 +83,6 @@ def test_on_off_manifold_factor_row(relu):
 
     row = next(r for r in _gilmer.attack_rows(relu) if r.value is _gilmer.FACTOR)
     on, off = relu["attacks"]["on_manifold_nearest"], relu["attacks"]["off_manifold_nearest"]
-    if on["found"] and off["found"]:
-        ratio = on["distance"]["mean"] / off["distance"]["mean"]
-        assert row.ours.startswith(f"{ratio:.2f}× by the attacks") and "certified lower ends" in row.ours
-    else:
-        assert row.ours == "-"
+    assert on["found"] and off["found"]           # the quick net has errors both ways (29 and 100 of 100)
+    ratio = on["distance"]["mean"] / off["distance"]["mean"]
+    assert row.ours.startswith(f"{ratio:.2f}× by the attacks") and "certified lower ends" in row.ours
