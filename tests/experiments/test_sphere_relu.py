@@ -20,9 +20,8 @@ def test_relu_quick_attacks_are_consistent(relu):
     # an off-manifold error is never farther than an on-manifold one from the same point (the
     # sphere is a subset of R^d), so the minima compare the same way
     on, off = a["on_manifold_nearest"], a["off_manifold_nearest"]
-    assert off["found"] >= 1
-    if on["found"]:
-        assert off["distance"]["min"] <= on["distance"]["min"] + 1e-4
+    assert off["found"] >= 1 and on["found"] >= 1     # the quick net has both (observed 100 and 29)
+    assert off["distance"]["min"] <= on["distance"]["min"] + 1e-4
     # found off-manifold errors lie within the search radius 1
     assert off["distance"]["max"] <= 1.0 + 1e-5
     # CROWN's certified radius is a lower bound: below every distance the attacks found
