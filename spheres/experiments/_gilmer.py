@@ -15,7 +15,7 @@ ON_MANIFOLD = PaperValue("mean distance to the nearest on-manifold error", "≈ 
                          "unverified")
 OFF_MANIFOLD = PaperValue("nearest off-manifold error", "0.0796 at ‖x̂‖ ≈ 1.07 (a mean)", "gilmer", "§3",
                           "unverified")
-FACTOR = PaperValue("on- vs off-manifold nearest-error distance", "≈ 2× (0.18 vs 0.0796)", "gilmer", "§3",
+FACTOR = PaperValue("ratio of on- to off-manifold error distances", "≈ 2× (0.18 vs 0.0796)", "gilmer", "§3",
                     "unverified")
 PAIR = PaperValue("distance between two random inner-sphere points", "≈ √2 = 1.414", "gilmer", "§3",
                   "verified")
