@@ -31,17 +31,20 @@ EXACT = PaperValue("exact error rate inner / outer", "— (the paper gives CLT e
                    "§4", "verified")
 
 
+# Shared by the quadratic-net experiments' quick and medium presets (each adds its d, h and sizes).
+QUICK_SCHEDULE = dict(model="quadratic", batch=50, lr=1e-3, chunk_steps=1000, ckpt_every=5000,
+                      eval_samples=200_000, track_every=1000, track_eval_every=5000)
+MEDIUM_SCHEDULE = dict(model="quadratic", batch=50, steps=200_000, chunk_steps=1000, ckpt_every=10_000,
+                       eval_samples=1_000_000, track_every=5000, track_eval_every=50_000)
+
+
 @dataclasses.dataclass(frozen=True)
 class QuadraticConfig(SphereTrainConfig):
     model: Literal["relu", "quadratic"] = "quadratic"
     PRESETS: typing.ClassVar = {
-        "quick": dict(model="quadratic", d=50, hidden=100, batch=50, steps=20_000, lr=1e-3,
-                      chunk_steps=1000, ckpt_every=5000, eval_samples=200_000, track_every=1000,
-                      track_eval_every=5000, track_eval_samples=20_000, attack_samples=100,
-                      attack_steps=300, worst_case_steps=300),
-        "medium": dict(model="quadratic", d=500, hidden=1000, batch=50, steps=200_000,
-                       chunk_steps=1000, ckpt_every=10_000, eval_samples=1_000_000,
-                       track_every=5000, track_eval_every=50_000),
+        "quick": dict(QUICK_SCHEDULE, d=50, hidden=100, steps=20_000, track_eval_samples=20_000,
+                      attack_samples=100, attack_steps=300, worst_case_steps=300),
+        "medium": dict(MEDIUM_SCHEDULE, d=500, hidden=1000),
         "paper": dict(model="quadratic", hidden=1000, track_every=5000, track_eval_every=50_000,
                       **PAPER_RECIPE),
     }

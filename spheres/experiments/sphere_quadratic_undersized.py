@@ -29,6 +29,7 @@ from ..results import RunDir
 from ..sphere.quadratic import alpha_spectrum, alphas_of
 from ..tables import Table, Tables, fmt_log10, fmt_rate, key_value
 from . import _gilmer, register
+from .sphere_quadratic import MEDIUM_SCHEDULE, QUICK_SCHEDULE
 from ._sphere import (PAPER_RECIPE, SphereTrainConfig, final_state, make_tracker, run_sphere_training,
                       training_table)
 
@@ -44,13 +45,9 @@ HALF_SIZE = PaperValue("zero α of a net with h = d/2", "d − h (1/2 the size r
 class UndersizedConfig(SphereTrainConfig):
     model: Literal["relu", "quadratic"] = "quadratic"
     PRESETS: typing.ClassVar = {
-        "quick": dict(model="quadratic", d=40, hidden=20, batch=50, steps=10_000, lr=1e-3,
-                      chunk_steps=1000, ckpt_every=5000, eval_samples=200_000, track_every=1000,
-                      track_eval_every=5000, track_eval_samples=50_000, attack_samples=50,
-                      attack_steps=200, worst_case_steps=200),
-        "medium": dict(model="quadratic", d=400, hidden=200, batch=50, steps=200_000,
-                       chunk_steps=1000, ckpt_every=10_000, eval_samples=1_000_000,
-                       track_every=5000, track_eval_every=50_000),
+        "quick": dict(QUICK_SCHEDULE, d=40, hidden=20, steps=10_000, track_eval_samples=50_000,
+                      attack_samples=50, attack_steps=200, worst_case_steps=200),
+        "medium": dict(MEDIUM_SCHEDULE, d=400, hidden=200),
         "paper": dict(model="quadratic", hidden=1000, track_every=10_000, track_eval_every=100_000,
                       **{**PAPER_RECIPE, "d": 2000}),
     }

@@ -45,8 +45,9 @@ def load_params(run_dir, name: str) -> dict | None:
 def check_params_match(variables: dict, model, path) -> None:
     """Raise `spheres.results.RunFileError` naming ``path`` when ``variables["params"]`` does not have
     the parameter names and shapes of ``model`` (a file from another model or a damaged save)."""
+    abstract_key = jax.eval_shape(jax.random.key, 0)     # shapes only: no key is made, nothing is drawn
     want = flax.traverse_util.flatten_dict(
-        jax.eval_shape(lambda k: im.init_variables(model, k), jax.random.key(0))["params"], sep="/")
+        jax.eval_shape(lambda k: im.init_variables(model, k), abstract_key)["params"], sep="/")
     got = flax.traverse_util.flatten_dict(variables["params"], sep="/")
     if set(want) != set(got):
         missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))

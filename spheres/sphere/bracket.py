@@ -43,34 +43,51 @@ def certify_flops(layers, steps: int) -> float:
     return float(steps * total)
 
 
+def _float64_variables(variables):
+    """The parameters as float64 NumPy (call inside ``jax.enable_x64``)."""
+    return jax.tree.map(lambda a: np.asarray(a, np.float64), jax.device_get(variables))
+
+
+def _has_ellipsoid(variables) -> bool:
+    """A quadratic net's error set is bounded by an ellipsoid only when ``b < 0`` (``theory.alphas``)."""
+    return float(np.asarray(jax.device_get(variables["params"]["b"]))) < 0
+
+
+def bound_kind(model, variables, *, certify_steps: int = 8) -> str:
+    """The kind of lower end `lower_bounds` gives for this model: ``"exact"``, ``"certified"`` or
+    ``"none"`` (no computation beyond reading the parameters)."""
+    if isinstance(model, models.QuadraticNet):
+        return "exact" if _has_ellipsoid(variables) else "none"
+    if isinstance(model, models.SphereMLP):
+        layers = theory.layers_from_sphere_mlp(variables)
+        return "none" if certify_flops(layers, certify_steps) > CERTIFY_MAX_FLOPS else "certified"
+    return "none"
+
+
 def lower_bounds(model, variables, x, label: int, *, on_manifold: bool = True, certify_steps: int = 8,
                  certify_block: int = 32) -> tuple[np.ndarray, str]:
-    """Per-point lower ends ``(n,)`` (float64 NumPy) and their kind: ``"exact"``, ``"certified"``, or
-    ``"none"`` (the trivial 0: a quadratic net with ``b >= 0``, a ReLU net beyond ``CERTIFY_MAX_FLOPS``,
-    or any other model).
+    """Per-point lower ends ``(n,)`` (float64 NumPy) and their kind (`bound_kind`): ``"exact"``,
+    ``"certified"``, or ``"none"`` (the trivial 0: a quadratic net with ``b >= 0``, a ReLU net beyond
+    ``CERTIFY_MAX_FLOPS``, or any other model).
 
     ``x (n, d)``: points of one sphere with true class ``label`` (0 inner, 1 outer). ``+∞`` where no
     error exists (a perfect quadratic net on the sphere); 0 where ``x`` is already misclassified.
     """
     x = np.asarray(jax.device_get(x))
     n = x.shape[0]
-    if isinstance(model, models.QuadraticNet):
+    kind = bound_kind(model, variables, certify_steps=certify_steps)
+    if kind == "exact":
         with jax.enable_x64(True):
-            v64 = jax.tree.map(lambda a: np.asarray(a, np.float64), jax.device_get(variables))
-            if not float(v64["params"]["b"]) < 0:      # no ellipsoid (theory.alphas needs b < 0)
-                return np.zeros(n), "none"
-            alpha, U = theory.alphas_and_axes_from_variables(v64)
+            alpha, U = theory.alphas_and_axes_from_variables(_float64_variables(variables))
             res = theory.exact_nearest_error(alpha, U, x.astype(np.float64), on_manifold=on_manifold,
                                              y=np.full((n,), label, np.int32))
-            return np.asarray(res.distance, np.float64), "exact"
-    if isinstance(model, models.SphereMLP):
-        layers = theory.layers_from_sphere_mlp(variables)
-        if certify_flops(layers, certify_steps) > CERTIFY_MAX_FLOPS:
-            return np.zeros(n), "none"
-        res = theory.certify_l2(layers, jnp.asarray(x), jnp.full((n,), label, jnp.int32),
-                                on_manifold=on_manifold, steps=certify_steps, block=certify_block)
-        return np.asarray(res.radius, np.float64), "certified"
-    return np.zeros(n), "none"        # another model: no bound of ours applies, the trivial 0
+            return np.asarray(res.distance, np.float64), kind
+    if kind == "certified":
+        res = theory.certify_l2(theory.layers_from_sphere_mlp(variables), jnp.asarray(x),
+                                jnp.full((n,), label, jnp.int32), on_manifold=on_manifold,
+                                steps=certify_steps, block=certify_block)
+        return np.asarray(res.radius, np.float64), kind
+    return np.zeros(n), kind        # no bound of ours applies: the trivial 0
 
 
 def bracket_stats(lower, upper, found, start_error, kind: str) -> dict:
@@ -158,8 +175,8 @@ def exact_d_E(variables, *, n: int, key, label: int = 0, R: float = 1.3) -> floa
     (``label`` 0, radius 1) or outer (radius ``R``) sphere (``theory.exact_mean_distance``, float64);
     ``None`` when ``b >= 0`` (no ellipsoid) or no error exists on the sphere (``d(E) = ∞``)."""
     with jax.enable_x64(True):
-        v64 = jax.tree.map(lambda a: np.asarray(a, np.float64), jax.device_get(variables))
-        if not float(v64["params"]["b"]) < 0:
+        v64 = _float64_variables(variables)
+        if not _has_ellipsoid(v64):
             return None
         alpha = theory.alphas_from_variables(v64)
         m = theory.exact_mean_distance(alpha, sphere=("inner", "outer")[label], R=R, n=n, key=key)

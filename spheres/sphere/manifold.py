@@ -97,7 +97,7 @@ def manifold_analysis(model, variables, *, d: int, R: float, key: jax.Array, n: 
     pairs = sdata.sample_sphere(k_pairs, 2 * 10_000, d, 1.0).reshape(2, 10_000, d)
     pair_dist = np.asarray(jnp.linalg.norm(pairs[0] - pairs[1], axis=1))
     # brackets lower <= true distance <= attack, on all n points (before `found` is restricted)
-    kind = bracket.lower_bounds(model, local, x_all[:1], 0)[1]
+    kind = bracket.bound_kind(model, local)
     lower = across_processes(lambda x: {side: bracket.lower_bounds(model, local, x, 0, on_manifold=side == "on")[0]
                                         for side in ("on", "off")}, x_all)
     on_lower, off_lower = np.asarray(lower["on"], np.float64), np.asarray(lower["off"], np.float64)

@@ -19,6 +19,11 @@ def x64():
         yield
 
 
+def quadratic(x, Q, c):
+    """``½ xᵀQx + cᵀx``: the strictly convex test objective of the L-BFGS-B tests."""
+    return 0.5 * x @ Q @ x + c @ x
+
+
 def mlp_apply(p, x):
     """Per-example MLP ``x (D,) -> logits (K,)``."""
     return p["W2"] @ jnp.tanh(p["W1"] @ x + p["b1"]) + p["b2"]

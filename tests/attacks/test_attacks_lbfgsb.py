@@ -17,18 +17,12 @@ import scipy.optimize
 import scipy.special
 
 from attacks import LBFGSB, LBFGSBResult
+from _attack_models import quadratic, x64  # noqa: F401 -- x64 is a fixture
 
 N, BATCH = 8, 6
 
 
-@pytest.fixture(autouse=True)
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
-def quadratic(x, Q, c):
-    return 0.5 * x @ Q @ x + c @ x
+pytestmark = pytest.mark.usefixtures("x64")      # float64 throughout
 
 
 def logistic_ridge(x, A, labels, lam):

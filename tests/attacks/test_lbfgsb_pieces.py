@@ -15,16 +15,10 @@ import pytest
 
 from attacks import LBFGSB, LBFGSBResult
 from attacks.lbfgsb import projected_gradient_error
+from _attack_models import quadratic, x64  # noqa: F401 -- x64 is a fixture
 
 
-@pytest.fixture(autouse=True)
-def x64():
-    with jax.enable_x64(True):
-        yield
-
-
-def quadratic(x, Q, c):
-    return 0.5 * x @ Q @ x + c @ x
+pytestmark = pytest.mark.usefixtures("x64")      # float64 throughout
 
 
 def problem(seed, n=8, cond=30.0):

@@ -63,7 +63,7 @@ def test_quadratic_lower_end_is_the_exact_distance_and_the_attack_never_beats_it
     model, v = _imperfect_quadratic()
     x = sdata.sample_sphere(jax.random.key(3), 64, 8, 1.0)
     lower, kind = bracket.lower_bounds(model, v, x, 0, on_manifold=on_manifold)
-    assert kind == "exact"
+    assert kind == "exact" == bracket.bound_kind(model, v)
     with jax.enable_x64(True):
         alpha, U = theory.alphas_and_axes_from_variables(jax.tree.map(lambda a: np.asarray(a, np.float64), v))
         ref = theory.exact_nearest_error(alpha, U, np.asarray(x, np.float64), on_manifold=on_manifold,
@@ -86,6 +86,7 @@ def test_quadratic_with_nonnegative_b_has_the_trivial_lower_end():
     v = {"params": {**v["params"], "b": jnp.float32(0.5)}}
     lower, kind = bracket.lower_bounds(model, v, jnp.ones((3, 8)) / np.sqrt(8), 0)
     assert kind == "none" and np.all(lower == 0)
+    assert bracket.bound_kind(model, v) == "none"
     assert bracket.exact_d_E(v, n=10, key=jax.random.key(0)) is None
 
 
@@ -126,7 +127,7 @@ def test_relu_certified_end_is_below_dense_sampling_in_d2():
         if not len(pts):
             continue
         lower, kind = bracket.lower_bounds(model, v, pts, label, on_manifold=True)
-        assert kind == "certified"
+        assert kind == "certified" == bracket.bound_kind(model, v)
         errors = circle[cls != bool(label)]
         nearest = np.min(np.linalg.norm(pts[:, None, :] - errors[None], axis=2), axis=1)
         assert np.all(lower <= nearest + 1e-4), (lower, nearest)
@@ -139,6 +140,7 @@ def test_relu_beyond_the_budget_gets_the_trivial_end(monkeypatch):
     monkeypatch.setattr(bracket, "CERTIFY_MAX_FLOPS", 1.0)
     lower, kind = bracket.lower_bounds(model, v, sdata.sample_sphere(jax.random.key(0), 4, 6, 1.0), 0)
     assert kind == "none" and np.all(lower == 0)
+    assert bracket.bound_kind(model, v) == "none"
     b = bracket.bracket_stats(lower, np.ones(4), np.ones(4, bool), np.zeros(4, bool), kind)
     assert bracket.format_bracket(b).startswith("no lower bound")
 
