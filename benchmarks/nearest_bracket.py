@@ -27,6 +27,7 @@ import numpy as np
 
 import attacks
 import theory
+from spheres.sphere import bracket
 from spheres.sphere import data as sdata
 
 from . import _harness as H
@@ -34,6 +35,7 @@ from .sphere_attack import _logit, trained_sphere_mlp
 
 NAME = "nearest_bracket"
 TITLE = "(10) Nearest-error bracket: exact distances and CROWN certificates"
+PILOT_OF = 1000     # points per sphere in the experiments' brackets (attack_samples at paper scale)
 GOAL = "10^5 exact distances (d = 500) in <= 1 s; certificate <= 10x the manifold attack per point"
 SIZES = {
     "tiny": dict(d=20, h=40, n=2000, widths=(32, 32), train_steps=200, points=8, cert_steps=4,
@@ -97,10 +99,16 @@ def run(ctx: H.Context) -> dict:
     logit = lambda v, x: _logit(model, v, x)
     long_steps, short_steps = cfg["attack_steps"]
     cwork = {"model": f"SphereMLP{tuple(cfg['widths'])}", "d": d, "points": B, "dtype": "float32"}
+    cold = theory.certify_l2(layers, x0, y, on_manifold=True, steps=cfg["cert_steps"]).radius
+    init = float(np.median(np.asarray(cold)[np.asarray(cold) > 0])) if np.any(np.asarray(cold) > 0) else 0.0
+    warm_steps = min(cfg["cert_steps"], bracket.CERTIFY_WARM_STEPS)
     cimpls = [
         H.Impl("theory-certify-on", "jax",
                lambda: theory.certify_l2(layers, x0, y, on_manifold=True, steps=cfg["cert_steps"]), B,
                "points", work={**cwork, "crown_evaluations": cfg["cert_steps"]}),
+        H.Impl("theory-certify-on-warm", "jax",
+               lambda: theory.certify_l2(layers, x0, y, on_manifold=True, steps=warm_steps, init=init), B,
+               "points", work={**cwork, "crown_evaluations": warm_steps, "init": "median of the cold radii"}),
         H.Impl(f"sphere_pgd-{long_steps}", "jax",
                lambda: attacks.sphere_pgd(logit, x0, y, step_size=0.01, num_steps=long_steps, mode="nearest",
                                           params=variables), B, "points", work={**cwork, "steps": long_steps}),
@@ -111,27 +119,38 @@ def run(ctx: H.Context) -> dict:
     ]
     cert, cert_out = H.measure(cimpls, cfg["repeats"])
     radius = np.asarray(cert_out["theory-certify-on"].radius)
+    warm_radius = np.asarray(cert_out["theory-certify-on-warm"].radius)
+    eq.flag("warm start (3 evaluations) within 10 % of the cold radii (8) on average",
+            bool(warm_radius.mean() >= 0.9 * radius.mean()),
+            {"warm_mean": float(warm_radius.mean()), "cold_mean": float(radius.mean())})
     for name in cert:
         if name.startswith("sphere_pgd"):
             att = cert_out[name]
             ok = np.asarray(att.success)
-            eq.flag(f"certified radius <= {name} distance where it succeeded",
-                    bool(np.all(radius[ok] <= np.asarray(att.distance)[ok] * (1 + 1e-5) + 1e-6)),
-                    {"attack_successes": int(ok.sum())})
+            for label, r in (("cold", radius), ("warm", warm_radius)):
+                eq.flag(f"{label} certified radius <= {name} distance where it succeeded",
+                        bool(np.all(r[ok] <= np.asarray(att.distance)[ok] * (1 + 1e-5) + 1e-6)),
+                        {"attack_successes": int(ok.sum())})
     records = {**exact, **cert}
     solver_s = records["theory-exact-on"]["median_s"] * 1e5 / n
     per_point = {k: records[k]["median_s"] / B for k in cert}
+    # spheres.sphere.bracket's policy over PILOT_OF points: a cold pilot of CERTIFY_PILOT, the rest warm
+    pilot = bracket.CERTIFY_PILOT / PILOT_OF
+    policy = pilot * per_point["theory-certify-on"] + (1 - pilot) * per_point["theory-certify-on-warm"]
+    attack = per_point[f"sphere_pgd-{long_steps}"]
     goals = [{"what": "exact on-manifold distances, 10^5 points (eigenbasis, median)", "measured": f"{solver_s:.2f} s",
               "best": f"{records['theory-exact-on']['min_s'] * 1e5 / n:.2f} s", "goal": "<= 1 s",
               "met": bool(solver_s <= 1.0)},
-             {"what": f"certificate / sphere_pgd-{long_steps} cost per point (median)",
-              "measured": f"{per_point['theory-certify-on'] / per_point[f'sphere_pgd-{long_steps}']:.2f}x",
-              "best": "-", "goal": "<= 10x",
-              "met": bool(per_point["theory-certify-on"] <= 10 * per_point[f"sphere_pgd-{long_steps}"])}]
+             {"what": (f"certificate / sphere_pgd-{long_steps} cost per point (median): the bracket's policy over "
+                       f"{PILOT_OF} points (cold pilot of {bracket.CERTIFY_PILOT}, the rest warm); cold alone "
+                       f"{per_point['theory-certify-on'] / attack:.1f}x"),
+              "measured": f"{policy / attack:.2f}x", "best": "-", "goal": "<= 10x", "met": bool(policy <= 10 * attack)}]
     comps = [H.compare(records, eq, f"sphere_pgd-{long_steps}", "theory-certify-on",
                        what=f"sphere_pgd-{long_steps} vs certificate (points/s)"),
              H.compare(records, eq, "theory-exact-on", "theory-exact-rotated-on", what="eigenbasis vs rotated")]
-    extra = {**quad_extra, "certified_radius_mean": float(radius.mean()), "seconds_per_point": per_point,
+    extra = {**quad_extra, "certified_radius_mean": float(radius.mean()),
+             "warm_certified_radius_mean": float(warm_radius.mean()), "seconds_per_point": per_point,
+             "policy_seconds_per_point": policy,
              "attack_mean_distance": {k: float(np.asarray(cert_out[k].distance)[np.asarray(cert_out[k].success)].mean())
                                       if np.any(np.asarray(cert_out[k].success)) else None
                                       for k in cert if k.startswith("sphere_pgd")}}

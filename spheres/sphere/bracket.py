@@ -64,6 +64,29 @@ def bound_kind(model, variables, *, certify_steps: int = 8) -> str:
     return "none"
 
 
+CERTIFY_PILOT = 32        # points certified cold (8 evaluations) to warm-start the rest
+CERTIFY_WARM_STEPS = 3    # evaluations per warm-started point: as tight as 8 cold ones (benchmark 10)
+
+
+def _certify(layers, x, label, *, on_manifold, steps, block):
+    """``theory.certify_l2`` radii of ``x (n, d)``: a pilot of ``CERTIFY_PILOT`` points with ``steps``
+    cold evaluations, the rest warm-started from the pilot's median positive radius with
+    ``CERTIFY_WARM_STEPS`` (``theory.certify`` docstring)."""
+    y = jnp.full((x.shape[0],), label, jnp.int32)
+
+    def run(rows, **kw):
+        res = theory.certify_l2(layers, jnp.asarray(x[rows]), y[rows], on_manifold=on_manifold, block=block, **kw)
+        return np.asarray(res.radius, np.float64)
+
+    pilot = run(slice(0, CERTIFY_PILOT), steps=steps)
+    if x.shape[0] <= CERTIFY_PILOT:
+        return pilot
+    warm = pilot[pilot > 0]
+    rest = (run(slice(CERTIFY_PILOT, None), steps=min(steps, CERTIFY_WARM_STEPS), init=float(np.median(warm)))
+            if warm.size else run(slice(CERTIFY_PILOT, None), steps=steps))
+    return np.concatenate([pilot, rest])
+
+
 def lower_bounds(model, variables, x, label: int, *, on_manifold: bool = True, certify_steps: int = 8,
                  certify_block: int = 32) -> tuple[np.ndarray, str]:
     """Per-point lower ends ``(n,)`` (float64 NumPy) and their kind (`bound_kind`): ``"exact"``,
@@ -83,10 +106,8 @@ def lower_bounds(model, variables, x, label: int, *, on_manifold: bool = True, c
                                              y=np.full((n,), label, np.int32))
             return np.asarray(res.distance, np.float64), kind
     if kind == "certified":
-        res = theory.certify_l2(theory.layers_from_sphere_mlp(variables), jnp.asarray(x),
-                                jnp.full((n,), label, jnp.int32), on_manifold=on_manifold,
-                                steps=certify_steps, block=certify_block)
-        return np.asarray(res.radius, np.float64), kind
+        return _certify(theory.layers_from_sphere_mlp(variables), x, label, on_manifold=on_manifold,
+                        steps=certify_steps, block=certify_block), kind
     return np.zeros(n), kind        # no bound of ours applies: the trivial 0
 
 
