@@ -62,3 +62,35 @@ def test_readme_is_a_landing_page():
     lines = (ROOT / "README.md").read_text().splitlines()
     assert len(lines) <= 200, f"README.md has {len(lines)} lines"
     assert "../shared" not in "\n".join(lines)
+
+
+def test_bracket_digest_reports_each_archived_bracket():
+    """The digest on the Gilmer page has one row per bracket of the records, with the records' numbers;
+    a synthetic pair of brackets checks the sentence's arithmetic (ratios ×1.5 and ×3, one violation)."""
+    from spheres import report
+    from spheres.results import load_run
+
+    records = [(p.name, load_run(p)["summary"]) for p in sorted(RUNS.iterdir()) if (p / "summary.json").exists()]
+    found = [(name, b) for name, s in records for _, b in report._brackets(s) if b["kind"] in ("exact", "certified")]
+    table = [line for line in report.bracket_digest(records).splitlines() if line.startswith("| `")]
+    assert len(table) == len(found) > 0
+    for (name, b), line in zip(found, table):
+        assert line.startswith(f"| `{name}` |") and f"| {b['kind']} |" in line
+        if b["upper_mean"] is not None:
+            assert f"| {b['upper_mean']:.4f} |" in line
+    assert all(b["violations"] == 0 for _, b in found)
+
+    def stats(ratio, violations):
+        return {"kind": "certified", "n": 10, "n_correct": 10, "lower_mean": 0.1, "upper_mean": 0.1 * ratio,
+                "upper_mean_found": 0.1 * ratio, "lower_mean_found": 0.1, "ratio_mean": ratio,
+                "ratio_max": 2 * ratio, "fraction_tight": 1.0 if ratio <= 2 else 0.0, "violations": violations,
+                "no_error": 0, "attack_failed": 0}
+
+    fake = {"attacks": {"on_manifold_nearest": {"bracket": stats(1.5, 1)}},
+            "rows": [{"train_size": 1000, "attack_bracket": stats(3.0, 0)}]}
+    assert [report._bracket_where(p) for p, _ in report._brackets(fake)] == ["on-manifold", "N = 1,000"]
+    digest = report.bracket_digest([("fake", fake)])
+    assert "| `fake` | on-manifold | certified | 0.1000 | 0.1500 | 1.500 / 3.000 | 100% | 1 |" in digest
+    assert "×1.50–×3.00 the certified radius" in digest and "0%–100% of points" in digest
+    assert "1 violations" in digest and "Quadratic nets" not in digest
+    assert report.bracket_digest([("empty", {"rows": []})]) == ""
