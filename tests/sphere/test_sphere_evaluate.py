@@ -80,3 +80,82 @@ def test_last_block_near_int32_limit_counts_only_valid_points():
     first = last - per_block + 1   # a block that ends exactly at the last chunk
     got = int(count({}, jax.random.key(0), jnp.asarray(first, jnp.int32), jnp.asarray(n, jnp.int32)))
     assert got == n - first * chunk == 93_647
+
+
+# --- added for docs/mutation.md (issue 26): exact counts, the outer label, non-finite outputs ---
+
+def _constant_logits(variables, x):
+    # the same logit for every point: a classifier that always says "outer" (c > 0) or "inner" (c <= 0)
+    return jnp.full(x.shape[0], variables["c"])
+
+
+@pytest.mark.parametrize("n,chunk,per_block", [(2_501, 1_000, 2), (3_000, 1_000, 2), (999, 1_000, 4)])
+def test_counts_are_exact_for_constant_classifiers(n, chunk, per_block):
+    # a constant classifier is wrong on every point of one sphere and right on every point of the
+    # other, so the counts are known exactly: n or 0 (partial last chunk, padding chunks and a block
+    # boundary all included — one point too many or too few is a failure)
+    kw = dict(key=jax.random.key(2), d=3, n=n, chunk=chunk, chunks_per_block=per_block, progress=False)
+    say_outer, say_inner = {"c": jnp.asarray(1.0)}, {"c": jnp.asarray(-1.0)}
+    assert evaluate.sphere_error_rate(_constant_logits, say_outer, radius=1.0, label=0, **kw).errors == n
+    assert evaluate.sphere_error_rate(_constant_logits, say_inner, radius=1.0, label=0, **kw).errors == 0
+    assert evaluate.sphere_error_rate(_constant_logits, say_outer, radius=1.3, label=1, **kw).errors == 0
+    res = evaluate.sphere_error_rate(_constant_logits, say_inner, radius=1.3, label=1, **kw)
+    assert (res.errors, res.n, res.rate, res.upper) == (n, n, 1.0, 1.0)
+    # logit exactly 0 is "inner" (the rule is logit > 0 ⇔ outer)
+    zero = {"c": jnp.asarray(0.0)}
+    assert evaluate.sphere_error_rate(_constant_logits, zero, radius=1.3, label=1, **kw).errors == n
+
+
+def test_error_counter_outer_label_and_partial_chunk():
+    # the int32-safe block counter used by callers with n < 2**31: label 1 (outer) counts logit <= 0
+    chunk, per_block, n = 1_000, 3, 2_501
+    say_inner = lambda variables, x: -jnp.ones(x.shape[0])           # noqa: E731
+    count = evaluate.make_error_counter(say_inner, 2, 1.3, 1, chunk, per_block, evaluate.data_mesh())
+    got = int(count({}, jax.random.key(0), jnp.asarray(0, jnp.int32), jnp.asarray(n, jnp.int32)))
+    assert got == n
+    count0 = evaluate.make_error_counter(say_inner, 2, 1.0, 0, chunk, per_block, evaluate.data_mesh())
+    assert int(count0({}, jax.random.key(0), jnp.asarray(0, jnp.int32), jnp.asarray(n, jnp.int32))) == 0
+
+
+def test_two_sphere_rates_of_a_halfspace_match_the_beta_law():
+    # "outer" iff x₀ > t; on the sphere of radius r, x = r·u with u uniform on S^{d−1} and
+    # P(u₀ > s) = ½ P(u₀² > s²), u₀² ~ Beta(½, (d−1)/2), for s >= 0 (the outer sphere errs when u₀ <= t/R)
+    d, t, R, n = 5, 0.3, 1.3, 100_000
+    res = evaluate.two_sphere_error_rates(_halfspace_logits, {"t": jnp.asarray(t)}, key=jax.random.key(3),
+                                          d=d, R=R, n=n, chunk=10_000, progress=False)
+    inner_exact = 0.5 * stats.beta(0.5, (d - 1) / 2).sf(t**2)              # P(x₀ > t), |x| = 1
+    outer_exact = 1 - 0.5 * stats.beta(0.5, (d - 1) / 2).sf((t / R) ** 2)  # P(R·u₀ <= t)
+    # tolerance: the 95% Clopper–Pearson intervals (each misses with probability <= 5%; fixed key)
+    for name, exact in (("inner", inner_exact), ("outer", outer_exact)):
+        r = res[name]
+        assert r.n == n and r.lower <= exact <= r.upper, (name, r, exact)
+        assert r.confidence == 0.95 and r.rate == r.errors / n
+
+
+def _nan_right_half(variables, x):
+    # NaN where x₀ > 0, else "inner": on the inner sphere the finite outputs are all correct
+    return jnp.where(x[:, 0] > 0, jnp.nan, -1.0)
+
+
+def test_nonfinite_outputs_raise_or_count():
+    kw = dict(key=jax.random.key(4), d=3, radius=1.0, label=0, chunk=1_000, progress=False)
+    with pytest.raises(evaluate.NonFiniteOutputError, match="of 4,000"):
+        evaluate.sphere_error_rate(_nan_right_half, {}, n=4_000, **kw)
+    res = evaluate.sphere_error_rate(_nan_right_half, {}, n=4_000, nonfinite="count", **kw)
+    # every error is a NaN point: x₀ > 0 has probability ½ on the sphere;
+    # tolerance: 4.5 binomial standard deviations (√(n/4) = 31.6)
+    assert abs(res.errors - 2_000) < 4.5 * 31.6 and res.errors > 0
+    # all outputs non-finite: counted as errors, exactly n
+    all_nan = lambda variables, x: jnp.full(x.shape[0], jnp.inf)          # noqa: E731
+    assert evaluate.sphere_error_rate(all_nan, {}, n=2_500, nonfinite="count", **kw).errors == 2_500
+    # finite outputs do not raise under the default
+    assert evaluate.sphere_error_rate(_constant_logits, {"c": jnp.asarray(-1.0)}, n=2_500, **kw).errors == 0
+    with pytest.raises(ValueError, match="nonfinite"):
+        evaluate.sphere_error_rate(_constant_logits, {"c": 0.0}, n=10, nonfinite="ignore", **kw)
+
+
+def test_too_many_chunks_is_rejected_before_running():
+    # 2**31 chunks of one point: refused up front (the chunk index is int32); 2**31 − 1 would be run
+    with pytest.raises(ValueError, match="2\\*\\*31"):
+        evaluate.sphere_error_rate(_constant_logits, {"c": 0.0}, key=jax.random.key(0), d=2, radius=1.0,
+                                   label=0, n=2**31, chunk=1, progress=False)

@@ -191,3 +191,50 @@ def test_slow_cap_distance_matches_monte_carlo_high_d(d):
         se = dist.std(ddof=1) / math.sqrt(n)
         # tolerance: 4.5 standard errors of the MC mean
         assert abs(dist.mean() - theory.cap_distance_bound(mu, d)) < 4.5 * se, (d, mu)
+
+
+# --- added for docs/mutation.md (issue 26): endpoints, validation and log B(½, a) to full precision ---
+
+@pytest.mark.parametrize("d", [2, 3, 57])
+def test_cap_functions_at_measure_zero_and_one(d):
+    # μ = 0: the cap is the pole (t = 1, ψ = 0) and the mean distance is the mean chord to a point;
+    # μ = 1: the whole sphere (t = −1, ψ = π), distance 0. Exact, except the chord mean
+    assert float(theory.cap_threshold(0.0, d)) == 1.0 and float(theory.cap_angle(0.0, d)) == 0.0
+    assert float(theory.cap_threshold(1.0, d)) == -1.0 and float(theory.cap_angle(1.0, d)) == math.pi
+    assert float(theory.cap_distance_bound(1.0, d)) == 0.0
+    # ½ is the hemisphere: t = 0 and ψ = π/2 from both sides of the μ = ½ switch
+    assert float(theory.cap_angle(0.5, d)) == pytest.approx(math.pi / 2, rel=1e-15)
+    assert abs(float(theory.cap_threshold(0.5, d))) < 1e-16
+    # mean chord from a uniform point of S^{d−1} to a fixed point: E‖x − e‖ = E√(2 − 2x₁), by mpmath
+    # quadrature of the x₁ density (1 − s²)^{(d−3)/2} / B(½, (d−1)/2); tolerance: quad rtol 1e-12
+    with mp.workdps(30):
+        dens = lambda s: (1 - s * s) ** (mp.mpf(d - 3) / 2) / mp.beta(mp.mpf(1) / 2, mp.mpf(d - 1) / 2)  # noqa: E731
+        ref = mp.quad(lambda s: mp.sqrt(2 - 2 * s) * dens(s), [-1, 0, 1])
+    assert float(theory.cap_distance_bound(0.0, d)) == pytest.approx(float(ref), rel=1e-11)
+
+
+def test_cap_functions_reject_non_finite_or_out_of_range_inputs():
+    for bad in [(0.1, np.inf), (0.1, np.nan), (0.1, -4), (-1e-300, 10), (1 + 1e-15, 10), (np.inf, 10)]:
+        for f in (theory.cap_threshold, theory.cap_angle, theory.cap_distance_bound):
+            with pytest.raises(ValueError):
+                f(*bad)
+    for bad in [-1e-300, 1 + 1e-15, np.nan]:
+        with pytest.raises(ValueError):
+            theory.asymptotic_distance_bound(bad, 10)
+        with pytest.raises(ValueError):
+            theory.asymptotic_cap_distance(bad, 10)
+    # the boundary values are accepted: d = 2 (the circle) and μ ∈ {0, 1}
+    assert np.shape(theory.cap_distance_bound(np.array([0.0, 1.0]), 2)) == (2,)
+
+
+def test_log_beta_half_to_double_precision():
+    # log B(½, a) against 40-digit mpmath on both sides of the a = 15 switch to the Stirling series.
+    # tolerance: observed ≤ 4.3e-16 relative for the series (a >= 15) and ≤ 4.1e-15 for the
+    # gammaln difference (a < 15); each series coefficient changed in its last kept digit moves the
+    # result at a = 15 by more than 1e-15 relative
+    from theory import bounds
+    for a in [0.5, 1.0, 2.5, 14.5, 14.999, 15.0, 15.5, 20.0, 31.0, 100.0, 1e3, 1e6, 1e9]:
+        with mp.workdps(40):
+            ref = mp.log(mp.beta(mp.mpf(1) / 2, mp.mpf(a)))
+        rel = float((mp.mpf(bounds._log_beta_half(a)) - ref) / ref)
+        assert abs(rel) < (1e-15 if a >= 15 else 1e-14), (a, rel)

@@ -143,3 +143,71 @@ def test_labels_are_validated():
         theory.adversarial_logistic_loss(np.ones(2), 0.0, np.ones((1, 2)), np.array([0.0]), 0.1)
     with pytest.raises(ValueError):
         theory.logistic_loss(np.ones(2), 0.0, np.ones((1, 2)), np.array([2]))
+
+
+# --- added for docs/mutation.md (issue 26): edge cases that mutants of the guards got through ---
+
+def test_eps_must_be_a_finite_nonnegative_radius():
+    w, x, y = np.array([1.0, -2.0]), np.ones((1, 2)), np.array([1.0])
+    calls = [lambda e: theory.fgsm_linear_logit_change(w, e),
+             lambda e: theory.fgsm_linear_perturbation(w, e, "l2"),
+             lambda e: theory.adversarial_logistic_loss(w, 0.0, x, y, e),
+             lambda e: theory.adversarial_logistic_loss_grad(w, 0.0, x, y, e)]
+    for f in calls:
+        for bad in (-0.1, -1e-300, np.nan, np.inf, np.array([0.1, -0.1])):
+            with pytest.raises(ValueError):
+                f(bad)
+    # eps = 0 is a valid radius (no perturbation), and eps >= 1 is not special: exact values
+    assert float(theory.fgsm_linear_logit_change(w, 0.0)) == 0.0
+    assert float(theory.fgsm_linear_logit_change(w, 2.0)) == 6.0            # 2 · ‖w‖₁, exact in binary
+    np.testing.assert_array_equal(theory.fgsm_linear_perturbation(w, 0.0), [0.0, 0.0])
+
+
+def test_l2_perturbation_for_short_and_zero_weights():
+    # ‖w‖₂ = 0.5 < 1: the perturbation is eps·w/‖w‖ = 0.2·(0.6, 0.8), of length exactly eps
+    w = np.array([0.3, 0.4])
+    eta = np.asarray(theory.fgsm_linear_perturbation(w, 0.2, "l2"))
+    # tolerance: a few float64 roundings
+    np.testing.assert_allclose(eta, [0.12, 0.16], rtol=1e-14)
+    # w = 0: every direction is optimal; the documented choice is the zero vector (not NaN)
+    np.testing.assert_array_equal(theory.fgsm_linear_perturbation(np.zeros(3), 0.2, "l2"), np.zeros(3))
+    np.testing.assert_allclose(theory.fgsm_linear_logit_change(w, 0.2, "l2"), 0.1, rtol=1e-14)
+
+
+def test_min_l2_distance_linear_with_zero_weights():
+    # w = 0, b = 0: every x lies on the "hyperplane" (logit 0), distance 0; w = 0, b ≠ 0: never flips
+    assert float(theory.min_l2_distance_linear(np.zeros(3), 0.0, np.ones(3))) == 0.0
+    assert float(theory.min_l2_distance_linear(np.zeros(3), -2.0, np.ones(3))) == math.inf
+    # the double `where` keeps the gradient finite there: the distance is constant in x (0 or inf),
+    # so its gradient is exactly 0, not NaN from the unselected |logit|/0 branch
+    for b in (0.5, 0.0):
+        g = jax.grad(lambda x: theory.min_l2_distance_linear(np.zeros(3), b, x))(np.ones(3))
+        np.testing.assert_array_equal(g, np.zeros(3))
+    # and for ‖w‖ < 1 the distance is |logit|/‖w‖ exactly: w = (0.3, 0.4), x = (1, 1), b = 0 → 0.7/0.5
+    assert float(theory.min_l2_distance_linear(np.array([0.3, 0.4]), 0.0, np.ones(2))) == pytest.approx(1.4, rel=1e-14)
+
+
+def test_min_l2_distance_multiclass_with_coincident_classes():
+    # classes 0 and 2 have the same weight row; their facet hyperplane does not exist (W₀ = W₂)
+    W = np.array([[1.0, 0.0], [-1.0, 0.0], [1.0, 0.0]])
+    x = np.array([0.25, 3.0])
+    # same bias too: z₀ = z₂ exactly (gap 0), the facet counts as +inf, so only class 1 matters:
+    # (z₀ − z₁)/‖W₀ − W₁‖ = 0.5/2 = 0.25 (exact)
+    assert float(theory.min_l2_distance_multiclass(W, np.zeros(3), x, 0)) == 0.25
+    # class 0 beats class 2 by a constant bias: never reachable, +inf; class 2 below class 0: −inf
+    b = np.array([0.0, 0.0, -1.0])
+    assert float(theory.min_l2_distance_multiclass(W, b, x, 0)) == 0.25
+    assert float(theory.min_l2_distance_multiclass(W, b, x, 2)) == -math.inf
+
+
+def test_min_l2_distance_multiclass_validates_labels():
+    rng = np.random.default_rng(4)
+    W, b, x = rng.standard_normal((3, 2)), rng.standard_normal(3), rng.standard_normal((2, 2))
+    for bad in (np.array([0, 3]), np.array([-1, 0]), np.array([0.0, 1.0]), np.array([2, 5])):
+        with pytest.raises(ValueError):
+            theory.min_l2_distance_multiclass(W, b, x, bad)
+    for bad_W in (W[0], W[None]):                                      # W must be (K, m): 1-D, 3-D
+        with pytest.raises(ValueError):
+            theory.min_l2_distance_multiclass(bad_W, b, x)
+    # the largest and smallest valid labels are accepted
+    assert np.asarray(theory.min_l2_distance_multiclass(W, b, x, np.array([2, 0]))).shape == (2,)
