@@ -127,6 +127,11 @@ def _bracket_where(path) -> str:
     return " / ".join(parts) or "-"
 
 
+def _violations(brackets) -> str:
+    n = sum(b["violations"] for b in brackets)
+    return f"{n} violation{'' if n == 1 else 's'} (attack below the lower end)"
+
+
 def bracket_digest(records) -> str:
     """How tight the distance brackets of ``records`` ``[(run name, summary dict)]`` are: one table row
     per bracket (lower end, attack, attack/lower) and a sentence per kind ("" when there is none)."""
@@ -152,7 +157,7 @@ def bracket_digest(records) -> str:
         text.append(f"Quadratic nets ({len(bs)} brackets with an error to find): the attack is within "
                     f"×{max(b['ratio_mean'] for b in bs):.3f} of the exact distance on average and "
                     f"×{max(b['ratio_max'] for b in bs):.3f} at its worst point, with "
-                    f"{sum(b['violations'] for b in bs)} violations. Their d(E) is known exactly, and so is "
+                    f"{_violations(bs)}. Their d(E) is known exactly, and so is "
                     "their ratio to Theorem 5.1's bound: where those runs sit close to the bound, the "
                     "paper's claim is confirmed without the caveat an attack carries.")
     if "certified" in by_kind:
@@ -162,7 +167,7 @@ def bracket_digest(records) -> str:
         text.append(f"{'' if 'exact' not in by_kind else chr(10)}ReLU + BatchNorm nets ({len(bs)} brackets): the attack's "
                     f"distance is ×{lo:.2f}–×{hi:.2f} the certified radius on average"
                     + (f", and {min(tight):.0%}–{max(tight):.0%} of points have a bracket within ×2" if tight else "")
-                    + f", with {sum(b['violations'] for b in bs)} violations. The true d(E) of a ReLU net lies "
+                    + f", with {_violations(bs)}. The true d(E) of a ReLU net lies "
                     "anywhere in that bracket: its ratio to the bound is known only up to that factor, so "
                     "these runs can neither confirm nor refute that ReLU nets sit close to the bound; "
                     "the attack's distance is the paper's measurement and an upper end.")

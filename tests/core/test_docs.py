@@ -92,5 +92,5 @@ def test_bracket_digest_reports_each_archived_bracket():
     digest = report.bracket_digest([("fake", fake)])
     assert "| `fake` | on-manifold | certified | 0.1000 | 0.1500 | 1.500 / 3.000 | 100% | 1 |" in digest
     assert "×1.50–×3.00 the certified radius" in digest and "0%–100% of points" in digest
-    assert "1 violations" in digest and "Quadratic nets" not in digest
+    assert "1 violation (attack below the lower end)" in digest and "Quadratic nets" not in digest
     assert report.bracket_digest([("empty", {"rows": []})]) == ""
