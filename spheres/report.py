@@ -117,13 +117,22 @@ def _brackets(o, path=()):
             yield from _brackets(v, (*path, str(k)))
     elif isinstance(o, list):
         for i, v in enumerate(o):
-            label = f"N = {v['train_size']:,}" if isinstance(v, dict) and "train_size" in v else f"#{i + 1}"
-            yield from _brackets(v, (*path, label))
+            yield from _brackets(v, (*path, _row_label(v, i)))
+
+
+def _row_label(row, i: int) -> str:
+    """A list entry's name from its model / training-set size / step, else its position."""
+    if not isinstance(row, dict):
+        return f"#{i + 1}"
+    parts = ([str(row["model"])] if "model" in row else []) + (
+        [f"N = {row['train_size']:,}"] if "train_size" in row else []) + (
+        [f"step {row['step']:,}"] if "step" in row else [])
+    return ", ".join(parts) or f"#{i + 1}"
 
 
 def _bracket_where(path) -> str:
     names = {"on_manifold_nearest": "on-manifold", "off_manifold_nearest": "off-manifold"}
-    parts = [names.get(p, p) for p in path if p not in ("attacks", "bracket", "attack_bracket", "rows")]
+    parts = [names.get(p, p) for p in path if p not in ("attacks", "bracket", "attack_bracket", "rows", "points")]
     return " / ".join(parts) or "-"
 
 

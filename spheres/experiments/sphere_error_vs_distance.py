@@ -223,7 +223,8 @@ def _figure(summary: dict) -> Figure:
             lower = np.array([_lower_end(p) for p in pts])
             yerr = np.array([np.where(np.isfinite(lower), d_E - lower, 0.0), np.zeros_like(d_E)])
             bars = ax.errorbar(mu, d_E, xerr=xerr, yerr=np.maximum(yerr, 0.0), fmt=mk, ms=5, alpha=0.8,
-                               capsize=2, label=f"{m} (attack; bar down to the {_kind(pts)} lower end)")
+                               capsize=2, label=f"{m} (attack; " + (f"bar down to the {_kind(pts)} lower end)"
+                                                  if _kind(pts) else "no lower end: not certified)"))
             exact = [(p["mu"], p["d_E_exact"]) for p in pts if p.get("d_E_exact") is not None]
             if exact:
                 ax.plot(*zip(*exact), "*", ms=8, color=bars[0].get_color(), label=f"{m}: exact d(E)")
@@ -242,7 +243,7 @@ def _lower_end(p: dict) -> float:
 
 def _kind(pts: list[dict]) -> str:
     kinds = {(p.get("bracket") or {}).get("kind", "none") for p in pts}
-    return "/".join(sorted(kinds - {"none"})) or "(no)"
+    return "/".join(sorted(kinds - {"none"}))
 
 
 # Below this cap bound (μ(E) → 1: nearly every point is itself an error) d(E)/bound is 0/0 noise.

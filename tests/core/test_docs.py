@@ -87,8 +87,10 @@ def test_bracket_digest_reports_each_archived_bracket():
                 "no_error": 0, "attack_failed": 0}
 
     fake = {"attacks": {"on_manifold_nearest": {"bracket": stats(1.5, 1)}},
-            "rows": [{"train_size": 1000, "attack_bracket": stats(3.0, 0)}]}
-    assert [report._bracket_where(p) for p, _ in report._brackets(fake)] == ["on-manifold", "N = 1,000"]
+            "rows": [{"train_size": 1000, "attack_bracket": stats(3.0, 0)}],
+            "points": [{"model": "relu", "train_size": 10, "step": 2500, "bracket": stats(3.0, 0)}]}
+    assert [report._bracket_where(p) for p, _ in report._brackets(fake)] == [
+        "on-manifold", "N = 1,000", "relu, N = 10, step 2,500"]
     digest = report.bracket_digest([("fake", fake)])
     assert "| `fake` | on-manifold | certified | 0.1000 | 0.1500 | 1.500 / 3.000 | 100% | 1 |" in digest
     assert "×1.50–×3.00 the certified radius" in digest and "0%–100% of points" in digest
