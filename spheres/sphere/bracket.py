@@ -71,7 +71,8 @@ CERTIFY_WARM_STEPS = 3    # evaluations per warm-started point: as tight as 8 co
 def _certify(layers, x, label, *, on_manifold, steps, block):
     """``theory.certify_l2`` radii of ``x (n, d)``: a pilot of ``CERTIFY_PILOT`` points with ``steps``
     cold evaluations, the rest warm-started from the pilot's median positive radius with
-    ``CERTIFY_WARM_STEPS`` (``theory.certify`` docstring)."""
+    ``CERTIFY_WARM_STEPS`` (``theory.certify`` docstring); a warm radius below half the median is
+    searched again cold (an outlier the warm steps could not reach)."""
     y = jnp.full((x.shape[0],), label, jnp.int32)
 
     def run(rows, **kw):
@@ -82,8 +83,14 @@ def _certify(layers, x, label, *, on_manifold, steps, block):
     if x.shape[0] <= CERTIFY_PILOT:
         return pilot
     warm = pilot[pilot > 0]
-    rest = (run(slice(CERTIFY_PILOT, None), steps=min(steps, CERTIFY_WARM_STEPS), init=float(np.median(warm)))
-            if warm.size else run(slice(CERTIFY_PILOT, None), steps=steps))
+    if not warm.size:
+        return np.concatenate([pilot, run(slice(CERTIFY_PILOT, None), steps=steps)])
+    init = float(np.median(warm))
+    rest = run(slice(CERTIFY_PILOT, None), steps=min(steps, CERTIFY_WARM_STEPS), init=init)
+    # outliers whose crossing lies far below the pilot's (3 steps of ×1.15 cannot reach it): cold search
+    far = CERTIFY_PILOT + np.flatnonzero(rest < 0.5 * init)
+    if far.size:
+        rest[far - CERTIFY_PILOT] = np.maximum(rest[far - CERTIFY_PILOT], run(far, steps=steps))
     return np.concatenate([pilot, rest])
 
 

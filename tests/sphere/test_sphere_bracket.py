@@ -153,3 +153,28 @@ def test_certify_flops_of_the_paper_nets():
 
     assert bracket.certify_flops(layers(500, (1000, 1000)), 8) < bracket.CERTIFY_MAX_FLOPS
     assert bracket.certify_flops(layers(500, (2000,) * 8), 8) > bracket.CERTIFY_MAX_FLOPS
+
+
+def test_warm_started_certificates_fall_back_to_a_cold_search_for_outliers(monkeypatch):
+    """The pilot's median sits far above the other points' radii: 3 warm steps of ×1.15 cannot reach
+    them (their warm radii fall below half the median), so they are searched again cold and end at
+    least as high as a cold 8-step search alone."""
+    model, v = _relu(d=2, widths=(8, 8), seed=1)
+    layers = theory.layers_from_sphere_mlp(v)
+    th = np.linspace(0, 2 * np.pi, 400, endpoint=False)
+    circle = np.stack([np.cos(th), np.sin(th)], 1).astype(np.float32)
+    label = int(np.bincount(np.asarray(model.apply(v, circle, train=False) > 0).astype(int)).argmax())
+    pts = circle[np.asarray(model.apply(v, circle, train=False) > 0) == bool(label)]
+    cold = np.asarray(theory.certify_l2(layers, pts, jnp.full((len(pts),), label), on_manifold=True).radius)
+    order = np.argsort(cold)
+    small = order[(cold[order] > 0)][:24]
+    x = np.concatenate([pts[order[-8:]], pts[small]])
+    monkeypatch.setattr(bracket, "CERTIFY_PILOT", 8)
+    got = bracket._certify(layers, x, label, on_manifold=True, steps=8, block=32)
+    init = float(np.median(cold[order[-8:]]))
+    warm_only = np.asarray(theory.certify_l2(layers, x[8:], jnp.full((24,), label), on_manifold=True, steps=3,
+                                             init=init).radius)
+    assert np.any(warm_only < 0.5 * cold[small])           # the warm search alone misses these points
+    # the same float32 computation repeated: equal up to XLA's reduction order
+    np.testing.assert_array_less(cold[small] * (1 - 1e-5), got[8:])
+    np.testing.assert_allclose(got[:8], cold[order[-8:]], rtol=1e-5)
