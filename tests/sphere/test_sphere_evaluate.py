@@ -115,6 +115,8 @@ def test_error_counter_outer_label_and_partial_chunk():
     assert got == n
     count0 = evaluate.make_error_counter(say_inner, 2, 1.0, 0, chunk, per_block, evaluate.data_mesh())
     assert int(count0({}, jax.random.key(0), jnp.asarray(0, jnp.int32), jnp.asarray(n, jnp.int32))) == 0
+    # cached on its (hashable) arguments: the same function object, so its jit cache is reused
+    assert evaluate.make_error_counter(say_inner, 2, 1.3, 1, chunk, per_block, evaluate.data_mesh()) is count
 
 
 def test_two_sphere_rates_of_a_halfspace_match_the_beta_law():

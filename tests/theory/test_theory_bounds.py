@@ -238,3 +238,12 @@ def test_log_beta_half_to_double_precision():
             ref = mp.log(mp.beta(mp.mpf(1) / 2, mp.mpf(a)))
         rel = float((mp.mpf(bounds._log_beta_half(a)) - ref) / ref)
         assert abs(rel) < (1e-15 if a >= 15 else 1e-14), (a, rel)
+
+
+def test_scalar_inputs_give_numpy_scalars_and_arrays_stay_arrays():
+    # scalars in, a NumPy float64 scalar out (a `float`, usable in f-strings and math.*), not a 0-d array
+    for f in (theory.cap_threshold, theory.cap_angle, theory.cap_distance_bound):
+        out = f(0.1, 10)
+        assert isinstance(out, float) and isinstance(out, np.float64), (f, type(out))
+        arr = f(np.array([0.1, 0.2]), 10)
+        assert isinstance(arr, np.ndarray) and arr.shape == (2,)

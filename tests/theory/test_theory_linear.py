@@ -198,6 +198,10 @@ def test_min_l2_distance_multiclass_with_coincident_classes():
     b = np.array([0.0, 0.0, -1.0])
     assert float(theory.min_l2_distance_multiclass(W, b, x, 0)) == 0.25
     assert float(theory.min_l2_distance_multiclass(W, b, x, 2)) == -math.inf
+    # the gradient in x is that of the nearest real facet, (W₀ − W₁)/‖W₀ − W₁‖ = (1, 0): the absent
+    # facets (W₀ = W₂, constant gap) must not leak a NaN from their unselected gap/‖·‖ branch
+    g = jax.grad(lambda p: theory.min_l2_distance_multiclass(W, np.zeros(3), p, 0))(x)
+    np.testing.assert_allclose(g, [1.0, 0.0], rtol=1e-15)
 
 
 def test_min_l2_distance_multiclass_validates_labels():
@@ -211,3 +215,17 @@ def test_min_l2_distance_multiclass_validates_labels():
             theory.min_l2_distance_multiclass(bad_W, b, x)
     # the largest and smallest valid labels are accepted
     assert np.asarray(theory.min_l2_distance_multiclass(W, b, x, np.array([2, 0]))).shape == (2,)
+
+
+def test_adversarial_logistic_loss_grad_with_a_zero_weight():
+    # sign(0) = 0: a zero weight gets only the data term, ∂/∂w_j = −σ(u) y x_j (a finite subgradient)
+    from scipy.special import expit
+    w, b, eps = np.array([0.0, 1.5, -0.5]), 0.2, 0.3
+    x, y = np.array([[1.0, 2.0, -1.0], [0.5, -1.0, 3.0]]), np.array([1.0, -1.0])
+    u = eps * np.abs(w).sum() - y * (x @ w + b)
+    dw, db = theory.adversarial_logistic_loss_grad(w, b, x, y, eps)
+    ref = expit(u)[:, None] * (eps * np.sign(w) - y[:, None] * x)
+    # tolerance: float64 rounding of the sigmoid
+    np.testing.assert_allclose(dw, ref, rtol=1e-14)
+    np.testing.assert_allclose(np.asarray(dw)[:, 0], -expit(u) * y * x[:, 0], rtol=1e-14)
+    np.testing.assert_allclose(db, -expit(u) * y, rtol=1e-14)
