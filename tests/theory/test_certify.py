@@ -273,3 +273,21 @@ def test_more_steps_never_lower_and_bracket_is_consistent(net3):
     # misclassified points (with labels) are certified 0
     wrong = cf.certify_l2(layers, x, 1 - many.predicted, on_manifold=True)
     assert bool(jnp.all(wrong.radius == 0)) and bool(jnp.all(wrong.already_error))
+
+
+def test_warm_start_changes_only_the_search(net3):
+    """``init`` starts the search at a given radius: every radius is still one of the search's
+    ``min(ε, ρ*(ε))``, so it never exceeds the supremum that a 16-step cold search reaches (to its
+    1e-6 relative bracket width), and from the cold median 4 warm steps get most of the way."""
+    model, v = net3
+    layers = cf.layers_from_sphere_mlp(v)
+    x, y = _spheres(jax.random.key(12), 24, 3)
+    for on in (True, False):
+        cold = np.asarray(cf.certify_l2(layers, x, y, on_manifold=on, steps=16).radius)
+        init = float(np.median(cold[cold > 0]))
+        warm = np.asarray(cf.certify_l2(layers, x, y, on_manifold=on, steps=4, init=init).radius)
+        assert np.all(warm <= cold * (1 + 1e-6) + 1e-12)
+        near = np.abs(np.log(cold[cold > 0] / init)) < np.log(1.15)      # within one warm step of init
+        assert near.any() and np.all(warm[cold > 0][near] >= 0.9 * cold[cold > 0][near])
+    with pytest.raises(ValueError, match="init"):
+        cf.certify_l2(layers, x, y, on_manifold=True, init=-1.0)
