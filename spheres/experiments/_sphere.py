@@ -156,6 +156,12 @@ class SphereTrainConfig(Config):
 PAPER_RECIPE = dict(d=500, R=1.3, batch=50, steps=1_000_000, lr=1e-4, eval_samples=10_000_000,
                     chunk_steps=1000, ckpt_every=20_000)
 
+# The quadratic-net experiments' quick and medium schedules (each preset adds its d, h and sizes).
+QUADRATIC_QUICK = dict(model="quadratic", batch=50, lr=1e-3, chunk_steps=1000, ckpt_every=5000,
+                       eval_samples=200_000, track_every=1000, track_eval_every=5000)
+QUADRATIC_MEDIUM = dict(model="quadratic", batch=50, steps=200_000, chunk_steps=1000, ckpt_every=10_000,
+                        eval_samples=1_000_000, track_every=5000, track_eval_every=50_000)
+
 
 def derive_config(cfg: Config, cls: type[SphereTrainConfig] = SphereTrainConfig, **changes) -> SphereTrainConfig:
     """A ``cls`` config carrying the `SphereTrainConfig` fields of ``cfg`` (a sweep's config), with

@@ -22,7 +22,8 @@ from ..paper import PaperRow, PaperValue
 from ..results import RunDir
 from ..tables import fmt_log10
 from . import _gilmer, register
-from ._sphere import PAPER_RECIPE, SphereTrainConfig, run_sphere_training, training_table
+from ._sphere import (PAPER_RECIPE, QUADRATIC_MEDIUM, QUADRATIC_QUICK, SphereTrainConfig, run_sphere_training,
+                      training_table)
 
 ALPHA_ONLINE = PaperValue("α in [1/R², 1] after online training",
                           "100% after ~5·10⁵ steps at h = d = 500 (public reproduction)", "gilmer", "§4",
@@ -31,20 +32,13 @@ EXACT = PaperValue("exact error rate inner / outer", "— (the paper gives CLT e
                    "§4", "verified")
 
 
-# Shared by the quadratic-net experiments' quick and medium presets (each adds its d, h and sizes).
-QUICK_SCHEDULE = dict(model="quadratic", batch=50, lr=1e-3, chunk_steps=1000, ckpt_every=5000,
-                      eval_samples=200_000, track_every=1000, track_eval_every=5000)
-MEDIUM_SCHEDULE = dict(model="quadratic", batch=50, steps=200_000, chunk_steps=1000, ckpt_every=10_000,
-                       eval_samples=1_000_000, track_every=5000, track_eval_every=50_000)
-
-
 @dataclasses.dataclass(frozen=True)
 class QuadraticConfig(SphereTrainConfig):
     model: Literal["relu", "quadratic"] = "quadratic"
     PRESETS: typing.ClassVar = {
-        "quick": dict(QUICK_SCHEDULE, d=50, hidden=100, steps=20_000, track_eval_samples=20_000,
+        "quick": dict(QUADRATIC_QUICK, d=50, hidden=100, steps=20_000, track_eval_samples=20_000,
                       attack_samples=100, attack_steps=300, worst_case_steps=300),
-        "medium": dict(MEDIUM_SCHEDULE, d=500, hidden=1000),
+        "medium": dict(QUADRATIC_MEDIUM, d=500, hidden=1000),
         "paper": dict(model="quadratic", hidden=1000, track_every=5000, track_eval_every=50_000,
                       **PAPER_RECIPE),
     }

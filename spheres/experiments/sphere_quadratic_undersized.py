@@ -29,9 +29,8 @@ from ..results import RunDir
 from ..sphere.quadratic import alpha_spectrum, alphas_of
 from ..tables import Table, Tables, fmt_log10, fmt_rate, key_value
 from . import _gilmer, register
-from .sphere_quadratic import MEDIUM_SCHEDULE, QUICK_SCHEDULE
-from ._sphere import (PAPER_RECIPE, SphereTrainConfig, final_state, make_tracker, run_sphere_training,
-                      training_table)
+from ._sphere import (PAPER_RECIPE, QUADRATIC_MEDIUM, QUADRATIC_QUICK, SphereTrainConfig, final_state,
+                      make_tracker, run_sphere_training, training_table)
 
 CLT_INNER = PaperValue("estimated (CLT) error rate, inner sphere, d = 2000, h = 1000", "10⁻²¹", "gilmer",
                        "§4", "unverified")
@@ -45,9 +44,9 @@ HALF_SIZE = PaperValue("zero α of a net with h = d/2", "d − h (1/2 the size r
 class UndersizedConfig(SphereTrainConfig):
     model: Literal["relu", "quadratic"] = "quadratic"
     PRESETS: typing.ClassVar = {
-        "quick": dict(QUICK_SCHEDULE, d=40, hidden=20, steps=10_000, track_eval_samples=50_000,
+        "quick": dict(QUADRATIC_QUICK, d=40, hidden=20, steps=10_000, track_eval_samples=50_000,
                       attack_samples=50, attack_steps=200, worst_case_steps=200),
-        "medium": dict(MEDIUM_SCHEDULE, d=400, hidden=200),
+        "medium": dict(QUADRATIC_MEDIUM, d=400, hidden=200),
         "paper": dict(model="quadratic", hidden=1000, track_every=10_000, track_eval_every=100_000,
                       **{**PAPER_RECIPE, "d": 2000}),
     }
