@@ -297,6 +297,13 @@ def eval_model(cfg: SphereTrainConfig, state: train.TrainState):
 DISTANCE_STREAM = 2**31 - 2
 
 
+def distance_vs_bound(cfg: SphereTrainConfig, alpha) -> dict:
+    """``bracket.exact_distance_vs_bound`` of a quadratic net's ``alpha (d,)`` with the run's own
+    points (the eval key's ``DISTANCE_STREAM``): the same points in every experiment and rerun."""
+    return bracket.exact_distance_vs_bound(alpha, d=cfg.d, R=cfg.R,
+                                           key=jax.random.fold_in(keys(cfg.seed)["eval"], DISTANCE_STREAM))
+
+
 def make_tracker(cfg: SphereTrainConfig) -> typing.Callable[[train.TrainState], dict] | None:
     """Metrics logged during training beyond loss/accuracy: the quadratic net's α spectrum and
     theory error rates every ``track_every`` steps, and a measured error rate every
@@ -367,9 +374,7 @@ def run_sphere_training(cfg: SphereTrainConfig, run_dir: RunDir, *, progress: bo
         if fig is not None:
             run_dir.save_figure("training", fig)
         summary["theory"] = quadratic_theory(jax.device_get(state.params), cfg.R)
-        summary["distance_vs_bound"] = bracket.exact_distance_vs_bound(
-            alphas_of(state.params), d=cfg.d, R=cfg.R,
-            key=jax.random.fold_in(keys(cfg.seed)["eval"], DISTANCE_STREAM))
+        summary["distance_vs_bound"] = distance_vs_bound(cfg, alphas_of(state.params))
         perfect_steps = [m["step"] for m in metrics if m.get("perfect")]
         summary["first_perfect_step"] = perfect_steps[0] if perfect_steps else None
     # training summed over every start (train_timing.json), then this start's evaluation and attacks

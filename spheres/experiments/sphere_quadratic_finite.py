@@ -26,11 +26,12 @@ from matplotlib.figure import Figure
 from ..config import require
 from ..paper import PaperRow, PaperValue
 from ..results import RunDir
-from ..sphere.bracket import exact_distance_vs_bound, format_bracket
+from ..sphere.bracket import format_bracket
 from ..sphere.quadratic import alphas_of, importance_mc
 from ..tables import Table, Tables, fmt_log10, fmt_rate
 from . import register
-from ._sphere import DISTANCE_STREAM, SphereTrainConfig, derive_config, final_state, keys, provenance, run_sub
+from ._sphere import (SphereTrainConfig, derive_config, distance_vs_bound, final_state, keys, provenance,
+                      run_sub)
 from ._sweep import members_to_run, shard_result
 
 OUTSIDE = PaperValue("α outside [1/R², 1] at N = 10⁶", "394 of 500", "gilmer", "§4", "unverified")
@@ -118,8 +119,7 @@ def run(cfg: FiniteConfig, run_dir: RunDir, *, progress: bool = True) -> dict:
         mc = importance_mc(alpha, cfg.R, cfg.mc_samples, jax.random.fold_in(keys(cfg.seed)["eval"], n))
         rows.append(_row(cfg, n, sub, mc))
         # exact d(E) against Theorem 5.1 at the exact μ(E) (recomputed: cheap, and older sub-runs lack it)
-        rows[-1]["distance_vs_bound"] = exact_distance_vs_bound(
-            alpha, d=cfg.d, R=cfg.R, key=jax.random.fold_in(keys(cfg.seed)["eval"], DISTANCE_STREAM))
+        rows[-1]["distance_vs_bound"] = distance_vs_bound(cfg, alpha)
         on = (sub.get("attacks") or {}).get("on_manifold_nearest", {}).get("bracket")
         rows[-1]["attack_bracket"] = on
         run_dir.log_metrics({"step": len(rows), **rows[-1]})

@@ -38,11 +38,11 @@ from ..paper import PaperRow, PaperValue
 from ..results import RunDir
 from ..sphere import data as sdata
 from ..sphere import models
-from ..sphere.bracket import bracket, exact_distance_vs_bound, format_bracket, format_distance_vs_bound
+from ..sphere.bracket import bracket, format_bracket, format_distance_vs_bound
 from ..sphere.quadratic import alphas_of, exact_worst_case_loss, quadratic_theory
 from ..tables import Table, Tables, fmt_log10, key_value
 from . import register
-from ._sphere import DISTANCE_STREAM, SphereTrainConfig, keys, measure_error_rates, provenance, train_in_run
+from ._sphere import SphereTrainConfig, distance_vs_bound, keys, measure_error_rates, provenance, train_in_run
 
 OUTPUTS = PaperValue("sigmoid output of the perfect start, inner / outer sphere", "0.0016 / 0.9994", "gilmer",
                      "§4", "unverified")
@@ -195,8 +195,7 @@ def run(cfg: PerfectInitConfig, run_dir: RunDir, *, progress: bool = True) -> di
 def final_distances(cfg: PerfectInitConfig, state) -> dict:
     """The final net's exact d(E) per sphere against Theorem 5.1, and the bracket exact ≤ attack of
     the nearest-error manifold attack from the ``worst_case_points`` points of each sphere."""
-    out = {"distance_vs_bound": exact_distance_vs_bound(
-        alphas_of(state.params), d=cfg.d, R=cfg.R, key=jax.random.fold_in(keys(cfg.seed)["eval"], DISTANCE_STREAM))}
+    out = {"distance_vs_bound": distance_vs_bound(cfg, alphas_of(state.params))}
     if cfg.worst_case_points:
         k = keys(cfg.seed)["attack"]
         f = models.logit_fns(state.model).per_example
