@@ -3,7 +3,10 @@
 PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
-PYTEST_ARGS ?= -n 2 --dist loadfile --durations=25
+# --max-worker-restart=0: a worker that dies (a segfault, pytest-timeout) ends the run at once with its
+# test named. xdist 3.8's loadfile scheduler deadlocks when it replaces a crashed worker (it requeues
+# the files that worker had finished; pytest-xdist#1378), which turned one crash into a CI timeout.
+PYTEST_ARGS ?= -n 2 --dist loadfile --max-worker-restart=0 --durations=25
 
 .PHONY: mutate mutate-list run test test-slow test-full-data check-fresh bench docs install clean-venv archive
 

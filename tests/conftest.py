@@ -1,4 +1,4 @@
-"""Shared fixtures, and a persistent XLA compilation cache for the whole test run."""
+"""Shared fixtures; the test run compiles without JAX's persistent cache (see pytest_configure)."""
 
 import os
 
@@ -7,24 +7,17 @@ import pytest
 
 
 def pytest_configure(config):
-    """Share compiled XLA executables between tests, xdist workers and notebook kernels.
+    """No persistent XLA compilation cache in the test suite, unless the caller asks for one.
 
-    Many tests compile the same computation (the same model and attack shapes in several quick
-    presets, a notebook and a unit test); XLA:CPU compiles an L-BFGS attack in ~15 s, and with the
-    cache a repeat costs a file read (szegedy-table1 quick: 126 s cold, 32 s warm). The cache lives
-    in pytest's cache directory (``.pytest_cache/d/jax-compile``), so it also survives between local
-    runs; a fresh clone starts cold. Keys include the HLO, jax/jaxlib versions, flags and device, so
-    a hit is the same executable. ``JAX_COMPILATION_CACHE_DIR`` set by the caller wins.
+    Writing an executable to JAX's persistent cache serialises it, and on CI (jax 0.10.2, XLA:CPU)
+    ``executable.serialize()`` once killed an xdist worker with a segmentation fault; the cache also
+    only pays off on a second run, which a fresh clone never has. So the suite compiles afresh,
+    and so do the ``spheres`` subprocesses it starts (``SPHERES_COMPILE_CACHE=off``). A developer who
+    wants the cache for repeated local runs sets ``JAX_COMPILATION_CACHE_DIR`` (JAX reads it, and
+    subprocesses inherit it).
     """
     if not os.environ.get("JAX_COMPILATION_CACHE_DIR"):
-        cache = getattr(config, "cache", None)
-        if cache is None:              # -p no:cacheprovider
-            return
-        os.environ["JAX_COMPILATION_CACHE_DIR"] = str(cache.mkdir("jax-compile"))
-    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")   # for subprocesses
-    jax.config.update("jax_compilation_cache_dir", os.environ["JAX_COMPILATION_CACHE_DIR"])
-    jax.config.update("jax_persistent_cache_min_compile_time_secs",
-                      float(os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"]))
+        os.environ["SPHERES_COMPILE_CACHE"] = "off"
 
 
 @pytest.fixture(scope="module")
