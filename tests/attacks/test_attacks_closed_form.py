@@ -96,8 +96,19 @@ def test_fgsm_changes_linear_logit_by_eps_dual_norm(norm, dual):
     # Exact up to float64 rounding of a D-term dot product.
     np.testing.assert_allclose(change, sign * eps * np.linalg.norm(w, dual), rtol=1e-12)
     np.testing.assert_allclose(res.distance, eps, rtol=1e-12)
+    np.testing.assert_array_equal(res.num_steps, np.ones(B, np.int32))   # one step, by definition
     targeted = attacks.fgsm(f, x, 1 - y, eps=eps, norm=norm, targeted=True)
     np.testing.assert_allclose(targeted.x_adv, res.x_adv, rtol=1e-14)   # binary: same step
+
+
+def test_fgsm_budget_is_keyword_only():
+    """``fgsm(f, x, y, 0.1)`` must not silently take 0.1 as something: eps and every option after
+    it are keyword-only (as in pgd), so a positional budget is a TypeError."""
+    f, w, b, x, y = linear_binary()
+    with pytest.raises(TypeError):
+        attacks.fgsm(f, x, y, 0.1)
+    named = attacks.fgsm(f, x=x, y=y, eps=0.1)      # x and y are plain arguments: named or not
+    np.testing.assert_array_equal(named.x_adv, attacks.fgsm(f, x, y, eps=0.1).x_adv)
 
 
 def test_fgsm_box_clips_after_the_step():

@@ -160,3 +160,19 @@ def test_every_experiment_has_the_three_presets_paper_rows_and_a_docstring_comma
         mod = __import__(exp.run.__module__, fromlist=["_"])
         assert f"spheres run {name}" in (mod.__doc__ or ""), f"{name}: its module docstring has no command"
         assert exp.config_cls.canonical_preset("full") == "paper"
+
+
+def test_every_attack_and_theory_module_is_in_mutation_scope():
+    """``make mutate-list`` covers all of attacks/ and theory/: a new module gets its test files in
+    tools/mutate.py's TESTS (package ``__init__`` files only re-export), and every listed file exists."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mutate_tool", ROOT / "tools" / "mutate.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    modules = {f"{pkg}/{p.name}" for pkg in ("attacks", "theory") for p in (ROOT / pkg).glob("*.py")
+               if p.name != "__init__.py"}
+    assert modules - set(tool.TESTS) == set()
+    for module, tests in tool.TESTS.items():
+        assert (ROOT / module).is_file(), module
+        assert tests and all((ROOT / t).is_file() for t in tests), (module, tests)
