@@ -149,6 +149,24 @@ def pct_ci(rate, n, confidence: float = 0.95) -> str:
     return f"{p:.{digits}f}% [{_pct_bound(lower, False)}, {_pct_bound(upper, True)}]"
 
 
+def rate_difference(rate1, n1, rate2, n2, *, seeds: int = 1, confidence: float = 0.95) -> str:
+    """``rate1 − rate2`` in points with its interval (`theory.binomial.difference_interval`, on the
+    counts `rate_ci` recovers; ends rounded outward to 0.1 point) and what it allows one to say, e.g.
+    ``-0.8 points [-1.7, +0.1], not told apart at 95% (one seed): inconclusive``. The interval is over the test draw only: with
+    one seed it says nothing of training-to-training variation, and the text says so."""
+    from theory.binomial import difference_interval
+
+    k1, _, _ = rate_ci(rate1, n1, confidence)
+    k2, _, _ = rate_ci(rate2, n2, confidence)
+    d, lo, hi = difference_interval(k1, int(n1), k2, int(n2), confidence)
+    runs = "one seed" if seeds == 1 else f"{seeds} seeds"
+    verdict = (f"not told apart at {confidence:.0%} ({runs}): inconclusive" if lo <= 0.0 <= hi else
+               f"{'lower' if hi < 0 else 'higher'} at {confidence:.0%} over the test draw ({runs}"
+               + ("; training-to-training spread not measured)" if seeds == 1 else ")"))
+    lo_pt, hi_pt = math.floor(1000 * lo + 1e-9) / 10, math.ceil(1000 * hi - 1e-9) / 10
+    return f"{100 * d:+.1f} points [{lo_pt:+.1f}, {hi_pt:+.1f}], {verdict}"
+
+
 def ci_note(confidence: float = 0.95) -> str:
     """The note under a table whose rates carry `pct_ci` intervals."""
     return (f"[lower, upper] after a rate: its exact {confidence:.0%} (Clopper–Pearson) interval in %, rounded "

@@ -23,7 +23,7 @@ from .lipschitz import (ConvSpec, LipschitzBound, conv_lipschitz, dense_lipschit
 from .quadratic import (WorstCasePoints, alphas, alphas_from_variables, ellipsoid_semi_axes,
                         fraction_in_range, is_perfect, worst_case_points,
                         worst_case_points_from_variables)
-from .binomial import clopper_pearson
+from .binomial import clopper_pearson, difference_interval
 from .nearest_error import (MeanDistance, NearestErrorResult, alphas_and_axes,
                             alphas_and_axes_from_variables, exact_mean_distance, exact_nearest_error)
 from .certify import (CertificateResult, certify_l2, fold_batchnorm, layers_from_sphere_mlp,
@@ -45,8 +45,10 @@ __all__ = [
     # Theorem 5.1 (Gilmer §5)
     "cap_threshold", "cap_angle", "cap_distance_bound", "asymptotic_distance_bound",
     "asymptotic_cap_distance",
+    # statistics: exact binomial intervals, and two rates compared
+    "clopper_pearson", "difference_interval",
     # simplified model (Gilmer §4)
-    "clopper_pearson", "simplified_alpha", "simplified_exact_error_rate", "simplified_clt_error_rate", "log_betainc",
+    "simplified_alpha", "simplified_exact_error_rate", "simplified_clt_error_rate", "log_betainc",
     "threshold_error_rate", "optimal_threshold", "OptimalThreshold", "required_k", "required_fraction",
     "required_fraction_curves", "FractionCurves", "half_input_table", "paper_example_interpretations",
     # linear models (Goodfellow §3-5)

@@ -108,3 +108,23 @@ def test_bad_confidence_is_refused():
 
 def test_the_note_names_the_interval():
     assert "95% (Clopper–Pearson)" in ci_note() and "99%" in ci_note(0.99)
+
+
+def test_rate_difference_text_gives_the_interval_outward_and_the_verdict():
+    from spheres.tables import rate_difference
+    from theory.binomial import difference_interval
+
+    # 1070 vs 1150 errors in 10,000: -0.8 points, interval over 0 → inconclusive at one seed
+    text = rate_difference(0.107, 10_000, 0.115, 10_000)
+    d, lo, hi = difference_interval(1070, 10_000, 1150, 10_000)
+    shown = [float(x) for x in re.findall(r"[-+]\d+\.\d", text)]
+    assert shown[0] == pytest.approx(100 * d, abs=0.05)
+    assert shown[1] <= 100 * lo and shown[2] >= 100 * hi                       # rounded outward
+    assert shown[1] > 100 * lo - 0.1 and shown[2] < 100 * hi + 0.1
+    assert "not told apart at 95% (one seed): inconclusive" in text
+    # 500 vs 1150 in 10,000: told apart, and a single seed says so
+    assert "lower at 95% over the test draw (one seed; training-to-training spread not measured)" in \
+        rate_difference(0.05, 10_000, 0.115, 10_000)
+    assert "higher at 95% over the test draw (3 seeds)" in rate_difference(0.2, 1000, 0.1, 1000, seeds=3)
+    with pytest.raises(ValueError):
+        rate_difference(0.1234, 100, 0.1, 100)                                # not a count over n

@@ -72,6 +72,16 @@ def test_goodfellow_adversarial_training_helps(run):
     assert v["plain"]["fgsm_predicted_label_error"] > v["plain"]["clean_error"]
     assert set(summary["transfer_error"]) == {"plain -> adversarially trained", "adversarially trained -> plain"}
     assert all(0.0 <= x <= 1.0 for x in summary["transfer_error"].values())
+    # the paper's "adversarial training lowers the clean error" gets a row with the interval of the
+    # difference and its verdict, computed from the two clean errors over n_eval
+    from spheres.experiments import get
+    from spheres.tables import rate_difference
+
+    rows = {r.value.quantity: r for r in get("goodfellow-adversarial-training").paper_rows(summary)}
+    effect = rows["clean error, adversarially trained minus plain"]
+    n = summary["n_eval"]
+    assert effect.ours == rate_difference(v[adv]["clean_error"], n, v["plain"]["clean_error"], n)
+    assert "(one seed" in effect.ours and " points [" in effect.ours
 
 def test_goodfellow_agreement_and_rubbish(run):
     s, _ = run("goodfellow-agreement")

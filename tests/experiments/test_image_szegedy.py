@@ -166,3 +166,30 @@ def test_transfer_controls_of_a_record_without_counts_per_cell_show_the_rate_alo
     assert _control_cell(old, "A") == "25.0%"
     assert _control_cell({**old, "_n": {"A": 4, "B": 5}}, "A").startswith("25.0% [")
     assert _cell({"A": 0.4, "_count": 5}, "A").startswith("40.0% [")
+
+
+def test_unit_purity_claim_is_stated_at_its_weight():
+    """The units-vs-random-directions comparison carries an exact permutation p-value over its
+    grids, and a difference is claimed only when p < 0.05 (checked against hand counts: with 2 + 2
+    grids, {1, 1} vs {0, 0} and its mirror are the 2 most extreme of C(4, 2) = 6 splits, p = 2/6; eight
+    1s against eight ½s, 2 of C(16, 8) = 12,870 splits, p = 1.6e-4)."""
+    from spheres.experiments.szegedy_units import purity_difference
+
+    archived = {"unit_label_purity": [1.0, 1.0, 0.625, 0.625, 0.375, 1.0, 1.0, 1.0],
+                "random_direction_label_purity": [0.625, 1.0, 0.75, 0.625, 0.875, 0.75, 0.5, 0.625]}
+    text = purity_difference(archived)
+    assert text.startswith("difference +0.11, exact permutation p = 0.38 over 8 + 8 grids") and "not told apart" in text
+    assert "p = 0.33 over 2 + 2" in purity_difference({"unit_label_purity": [1.0, 1.0],
+                                                      "random_direction_label_purity": [0.0, 0.0]})
+    apart = purity_difference({"unit_label_purity": [1.0] * 8, "random_direction_label_purity": [0.5] * 8})
+    assert "p = 0.00016" in apart and "units are more coherent, unlike the paper's claim" in apart
+
+
+def test_adversarial_pool_row_compares_the_two_test_errors():
+    from spheres.experiments import get
+
+    s = {"variants": {"weight decay only": {"test_error": 0.115}, "adversarial pool": {"test_error": 0.107}},
+         "dataset_detail": {"test_size": 10_000}, "dataset": "fashion_mnist"}
+    rows = {r.value.quantity: r for r in get("szegedy-adversarial-training").paper_rows(s)}
+    row = rows["test error, adversarial pool minus weight decay only"]
+    assert row.ours.startswith("-0.8 points [-1.7, +0.1], not told apart at 95% (one seed): inconclusive")
