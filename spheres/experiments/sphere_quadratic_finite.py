@@ -127,7 +127,7 @@ def run(cfg: FiniteConfig, run_dir: RunDir, *, progress: bool = True) -> dict:
     if run_dir.shard:
         return shard_result(run_dir, names, todo)
     summary = {"experiment": "sphere-quadratic-finite", "preset": run_dir.preset, "seed": cfg.seed, "d": cfg.d, "R": cfg.R, "hidden": cfg.hidden,
-               "steps": cfg.steps, "eval_samples": cfg.eval_samples, "mc_samples": cfg.mc_samples,
+               "steps": cfg.steps, "batch": cfg.batch, "eval_samples": cfg.eval_samples, "mc_samples": cfg.mc_samples,
                "rows": rows, "wall_seconds": round(sub_wall + rest, 1)}
     run_dir.save_figure("finite_sweep", _figure(summary))
     run_dir.write_summary(summary)
@@ -172,12 +172,22 @@ def _distance_cells(dv: dict | None) -> tuple[str, str, str]:
     return cell("d_E", ".4f"), cell("cap_bound", ".4f"), cell("ratio", ".3f")
 
 
+def training_length(s: dict, train_size: int) -> str:
+    """How long this N was trained, beside the paper's count, which our sources give without one."""
+    steps = s["steps"]
+    epochs = None if "batch" not in s else steps * s["batch"] / train_size
+    seen = "" if epochs is None else f" = {epochs:,.0f} epochs" if epochs >= 10 else f" = {epochs:.3g} epochs"
+    return (f"after {steps:,} steps{seen}; the paper's training length for its finite-set run is not "
+            f"stated in our sources")
+
+
 def paper_rows(s: dict) -> list[PaperRow]:
     out = []
     for r in s["rows"]:
         n = f"N = {r['train_size']:,}"
         m = r["measured"]
-        out += [PaperRow(OUTSIDE, f"{r['alpha_outside']} of {r['d']}", quantity=f"{n}: α outside [1/R², 1]"),
+        out += [PaperRow(OUTSIDE, f"{r['alpha_outside']} of {r['d']}", quantity=f"{n}: α outside [1/R², 1]",
+                         note=training_length(s, r["train_size"])),
                 PaperRow(CLT, f"{fmt_log10(r['log10_clt_inner'])} / {fmt_log10(r['log10_clt_outer'])}",
                          quantity=f"{n}: CLT error estimate (inner / outer)"),
                 PaperRow(EXACT, f"{fmt_log10(r['log10_exact_inner'])} / {fmt_log10(r['log10_exact_outer'])}",

@@ -70,6 +70,13 @@ def test_finite_sweep_exact_matches_measured_and_importance_mc(finite):
     # more data -> fewer alphas outside the band (monotone in this sweep)
     outside = [r["alpha_outside"] for r in rows]
     assert outside[0] >= outside[1] >= outside[2]
+    # the α row says how long each N was trained (quick: 20,000 steps of 50 = 10,000 epochs of
+    # N = 100, 100 of N = 10,000) and that the paper's length is not known
+    from spheres.experiments import get
+
+    notes = [r.note for r in get("sphere-quadratic-finite").paper_rows(finite) if "α outside" in r.quantity]
+    assert notes[0].startswith("after 20,000 steps = 10,000 epochs;") and "= 100 epochs;" in notes[2]
+    assert all("training length for its finite-set run is not stated" in n for n in notes)
 
 
 def test_perfect_init_starts_perfect_at_the_papers_outputs_then_drifts(tmp_path):
