@@ -33,9 +33,10 @@ def predict(logit_fn: Callable, x, *, params: Any = None, batch_size: int | None
     model = _model.resolve(logit_fn, params)
     logit_fn, params = model.fn, model.params
     x = jnp.asarray(x)
+    if batch_size is not None:
+        batch_size = _validate.check_int(batch_size, "batch_size", minimum=1)
     if batch_size is None or batch_size >= x.shape[0]:
         return predict_batch(logit_fn, params, x)
-    batch_size = _validate.check_int(batch_size, "batch_size", minimum=1)
     out = []
     for start in range(0, x.shape[0], batch_size):
         chunk = x[start:start + batch_size]

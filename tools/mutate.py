@@ -15,6 +15,7 @@ docs/mutation.md: killed / survived / timeout / incompetent / run / skipped oper
     python tools/mutate.py theory/binomial.py            # one module
     python tools/mutate.py --list                        # the modules in scope and their tests
     python tools/mutate.py --survivors theory/binomial.py   # diffs of the surviving mutants
+    python tools/mutate.py --recheck theory/binomial.py     # survivors against the current tests
 """
 
 from __future__ import annotations
@@ -175,6 +176,62 @@ def survivors(work: Path) -> str:
     return "\n".join(out)
 
 
+def recheck(module: str, tests: list[str], timeout: float) -> tuple[int, int, str]:
+    """Rerun the survivors of a finished run against the tests of the working tree as it is now.
+
+    Each surviving mutant's diff is applied (``patch -p1``) to a fresh scratch copy of the current
+    tree, ``.mutate/<module>-recheck/``, the module's test files run, and the source restored.
+    Returns ``(killed, still_surviving, report)``; the report lists the mutants still surviving,
+    which are equivalent or need a test.
+    """
+    from cosmic_ray.work_db import WorkDB, use_db
+    from cosmic_ray.work_item import TestOutcome, WorkerOutcome
+
+    with use_db(str(scratch_for(module) / "session.sqlite"), WorkDB.Mode.open) as db:
+        results = dict(db.results)
+        found = [(item, results[item.job_id].diff) for item in db.work_items
+                 if item.job_id in results and results[item.job_id].worker_outcome == WorkerOutcome.NORMAL
+                 and results[item.job_id].test_outcome == TestOutcome.SURVIVED]
+    work = scratch_for(module).with_name(scratch_for(module).name + "-recheck")
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    for name in COPY:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, work / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        else:
+            shutil.copy2(src, work / name)
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(work),
+               JAX_COMPILATION_CACHE_DIR=str(SCRATCH / "jax-cache"),
+               XLA_FLAGS=os.environ.get("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false"))
+    python = str(ROOT / ".venv" / "bin" / "python")
+    cmd = [python, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-o",
+           "addopts=-m 'not slow and not full_data'", *tests]
+    original = (work / module).read_text()
+    killed, left = 0, []
+    for item, diff in found:
+        label = f"{item.job_id} {item.mutations[0].operator_name} line {item.mutations[0].start_pos[0]}"
+        applied = subprocess.run(["patch", "-p1", "--quiet", "-d", str(work)], input=diff, text=True,
+                                 capture_output=True)
+        if applied.returncode != 0:
+            left.append(f"--- {label} (the diff no longer applies: the module changed)\n{diff}")
+            (work / module).write_text(original)
+            continue
+        try:
+            r = subprocess.run(cmd, cwd=work, env=env, text=True, capture_output=True, timeout=timeout)
+            dead = r.returncode != 0
+        except subprocess.TimeoutExpired:
+            dead = True
+        finally:
+            (work / module).write_text(original)
+        if dead:
+            killed += 1
+        else:
+            left.append(f"--- {label}\n{diff}")
+    return killed, len(left), "\n".join(left)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("module", nargs="?")
@@ -184,6 +241,8 @@ def main(argv=None) -> int:
     p.add_argument("--sample", type=int, default=int(os.environ.get("MUTATE_SAMPLE", 0)),
                    help="run only this many mutants drawn at random (seed 0); the rest are reported "
                         "as not run. For a first look at a slow module, not for the committed table")
+    p.add_argument("--recheck", action="store_true",
+                   help="rerun the survivors of a finished run against the current tests")
     p.add_argument("--timeout", type=float, default=float(os.environ.get("MUTATE_TIMEOUT", 240)))
     a = p.parse_args(argv)
     if a.list or not a.module:
@@ -198,6 +257,13 @@ def main(argv=None) -> int:
     if not tests:
         print(f"no tests listed for {module}: add it to TESTS in tools/mutate.py or pass TESTS=...")
         return 2
+    if a.recheck:
+        killed, left, report = recheck(module, tests, a.timeout)
+        (scratch_for(module) / "survivors-recheck.txt").write_text(report)
+        print(report)
+        print(f"recheck of {module}: {killed} killed by the current tests, {left} still surviving "
+              f"(listed above and in {scratch_for(module) / 'survivors-recheck.txt'})")
+        return 0
     work = scratch_for(module) if a.resume else prepare(module, tests, a.timeout)
     env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(work),
                JAX_COMPILATION_CACHE_DIR=str(SCRATCH / "jax-cache"),

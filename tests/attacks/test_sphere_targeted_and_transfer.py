@@ -107,3 +107,51 @@ def test_transfer_from_a_targeted_attack():
     assert float(res.error_rate["id"]) == 1.0
     assert float(res.error_rate["rot"]) == 0.0
     np.testing.assert_array_equal(res.predictions["rot"], jnp.zeros(16, jnp.int32))
+
+
+# --------------------------------------------------------------------------- predict in chunks
+
+def _counting_model(w):
+    """A 3-class linear model that counts its traces: one per input shape `predict` compiles."""
+    traces = []
+
+    def f(v):
+        traces.append(v.shape)
+        return w @ v
+    return f, traces
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 4, 7, 11, 15, None])
+def test_predict_in_chunks_equals_one_call_and_compiles_one_shape(batch_size):
+    """Chunks are padded to ``batch_size`` rows, so every chunk has one shape and the model is
+    traced once per call, whatever the remainder (11 rows in chunks of 4: 4, 4, 3); predictions
+    equal the unchunked ones row for row. A second batch of another size (6 rows: 4, 2) reuses the
+    same compiled shape when chunked."""
+    w = jax.random.normal(jax.random.key(0), (3, 5))
+    x = jax.random.normal(jax.random.key(1), (11, 5))
+    ref = np.argmax(np.asarray(x @ w.T), axis=1)
+    f, traces = _counting_model(w)
+    got = attacks.predict(f, x, batch_size=batch_size)
+    np.testing.assert_array_equal(got, ref)
+    assert got.shape == (11,) and len(traces) == 1, traces
+    x6 = x[:6] * 2.0
+    np.testing.assert_array_equal(attacks.predict(f, x6, batch_size=batch_size), ref[:6])
+    chunked = batch_size is not None and batch_size < 6
+    assert len(traces) == (1 if chunked else 2), (batch_size, traces)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, "4"])
+def test_predict_batch_size_is_validated_even_when_larger_than_the_batch(bad):
+    f, _ = _counting_model(jnp.eye(3, 5))
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1"):
+        attacks.predict(f, jnp.ones((2, 5)), batch_size=bad)
+
+
+def test_transfer_mask_must_be_one_flag_per_example():
+    """A ``(B, 1)`` mask would broadcast against ``(B,)`` errors into a ``(B, B)`` table and give a
+    wrong rate silently; it, and a mask of the wrong length, are refused."""
+    f, _ = _counting_model(jnp.eye(3, 5))
+    x, y = jnp.ones((4, 5)), jnp.zeros(4, jnp.int32)
+    for mask in (jnp.ones((4, 1), bool), jnp.ones(5, bool), jnp.ones(3, bool)):
+        with pytest.raises(ValueError, match="mask must have shape"):
+            attacks.transfer_error_rates(x, y, {"m": f}, mask=mask)
