@@ -1,4 +1,4 @@
-"""Adversarial attacks, model-agnostic, jit + vmap compiled (DESIGN.md, "Contracts").
+"""Adversarial attacks, model-agnostic, jit + vmap compiled (docs/design.md, "Contracts").
 
 Every attack takes a MODEL, a batch ``x (B, *input_shape)`` and labels ``y (B,)`` and returns an
 `AttackResult(x_adv, success, distance, loss, num_steps)`.  The model is one of

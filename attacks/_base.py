@@ -27,7 +27,7 @@ DLR_DENOMINATOR_FLOOR = 1e-12        # Croce & Hein's reference code adds it to 
 
 
 class AttackResult(NamedTuple):
-    """What every attack returns (DESIGN.md, "Contracts"); all arrays have leading batch axis B.
+    """What every attack returns (docs/design.md, "Contracts"); all arrays have leading batch axis B.
 
     Called with a list of budgets (``epsilons=[ε₁, …, ε_E]``), every field has one more leading
     axis: ``x_adv (E, B, *input_shape)``, the others ``(E, B)``; row i is the result at ε_i, equal

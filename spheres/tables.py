@@ -98,8 +98,10 @@ def rate_ci(rate, n, confidence: float = 0.95) -> tuple[int, float, float]:
     """``(k, lower, upper)`` of a rate measured over ``n`` examples: the count ``k = rate·n`` and its
     exact (Clopper–Pearson) interval, `theory.binomial.clopper_pearson`.
 
-    Raises ValueError unless ``n`` is an integer ≥ 1 and ``rate·n`` is within 1e-6 of an integer in
-    [0, n]: a rate that is not a count over ``n`` means the wrong ``n`` was passed."""
+    Raises ValueError unless ``n`` is an integer ≥ 1 and ``rate·n`` is an integer ``k`` in [0, n]
+    to within ``1e-6 + 2.4e-7·rate·n`` (four float32 ulps: a rate computed in float32, ``k/n``
+    rounded to 24 bits, recovers its count; ``0.161`` over 1,000 is stored as 0.16099999845): a
+    rate that is not a count over ``n`` means the wrong ``n`` was passed."""
     try:
         ok = not isinstance(n, (bool, str)) and float(n) == int(n) and int(n) >= 1
     except (TypeError, ValueError, OverflowError):
@@ -111,7 +113,7 @@ def rate_ci(rate, n, confidence: float = 0.95) -> tuple[int, float, float]:
     if not math.isfinite(r) or not 0.0 <= r <= 1.0:
         raise ValueError(f"rate must be in [0, 1], got {rate!r}")
     k = round(r * n)
-    if abs(r * n - k) > 1e-6:
+    if abs(r * n - k) > 1e-6 + 2.4e-7 * r * n:
         raise ValueError(f"rate {rate!r} is not a count over n = {n} (rate·n = {r * n!r}): wrong n?")
     return (k, *clopper_pearson(k, n, confidence))
 

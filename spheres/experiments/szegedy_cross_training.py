@@ -162,7 +162,7 @@ def table(s: dict) -> Tables:
                "cross-training-set transfer: error of column model (Szegedy Table 4)")
     return tables(s, "models on disjoint halves P1, P2 of the training set (Szegedy Tables 3-4)",
                   ["model", "train err", "test err", "distortion (paper)"], t3,
-                  ["ours (paper in parentheses where PAPERS.md gives it);",
+                  ["ours (paper in parentheses where docs/papers.md gives it);",
                    "paper: Szegedy et al. 2013, Tables 3-4 (MNIST; partly secondary)", ci_note()],
                   caption="models on P1 / P2 (Szegedy Table 3)", more=(t4,))
 

@@ -42,7 +42,7 @@ def _entry(row: str, col: str, value: str) -> tuple[tuple[str, str], object]:
     return (row, col), paper_value(f"error of {col} on {on}", value, "Table 2", "secondary")
 
 
-# (row = examples made for / noise, column = model evaluated) -> error rate; the entries PAPERS.md lists
+# (row = examples made for / noise, column = model evaluated) -> error rate; the entries docs/papers.md lists
 PAPER = dict([
     _entry("FC10(1e-4)", "FC100-100-10", "2%"),
     _entry("FC10(1)", "FC10(1e-4)", "71.9%"),

@@ -5,7 +5,7 @@ class scores ``(B, 10)`` — or one logit ``(B,)`` for the binary `LogisticRegre
 ``train`` (dropout on/off; ``rngs={"dropout": key}`` when on). `logit_fns` is the one builder of a
 model's eval-mode functions, built once per model so that attacks and evaluation compile once per
 architecture: ``per_example(variables, x (28, 28) or (784,)) -> logits (10,)`` (what attacks and
-theory take, DESIGN.md "Contracts"), ``batched(variables, x (B, ...)) -> (B, 10)`` (jitted) and
+theory take, docs/design.md, "Contracts"), ``batched(variables, x (B, ...)) -> (B, 10)`` (jitted) and
 ``features(variables, x (B, ...)) -> (B, h)`` (the last hidden layer). ``apply_fn``,
 ``batch_apply_fn``, ``features_fn`` and ``logit_fn(model, variables)`` are those three by name.
 

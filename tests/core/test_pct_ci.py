@@ -128,3 +128,17 @@ def test_rate_difference_text_gives_the_interval_outward_and_the_verdict():
     assert "higher at 95% over the test draw (3 seeds)" in rate_difference(0.2, 1000, 0.1, 1000, seeds=3)
     with pytest.raises(ValueError):
         rate_difference(0.1234, 100, 0.1, 100)                                # not a count over n
+
+
+@pytest.mark.parametrize("n", [999, 1000, 10_000, 60_000, 1_000_000])
+def test_rate_ci_recovers_counts_from_float32_rates(n):
+    """Image rates are means of float32 arrays, stored as the float32 value (0.161 over 1,000 is
+    0.16099999845027924, 161 − 1.5e-6 counts; 381/999 is 381 + 1.1e-5): every count comes back."""
+    ks = np.unique(np.linspace(0, n, 2001).astype(np.int64))
+    for k in ks:
+        for rate in (float(np.float32(k) / np.float32(n)),
+                     float(np.mean(np.arange(n) < k, dtype=np.float32))):
+            assert rate_ci(rate, n)[0] == k, (k, n, rate)
+    assert rate_ci(0.16099999845027924, 1000)[0] == 161 and rate_ci(0.38138139247894287, 999)[0] == 381
+    with pytest.raises(ValueError, match="not a count over n"):
+        rate_ci(0.1615, 1000)                                   # half a count off: the wrong n
