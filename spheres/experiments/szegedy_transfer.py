@@ -12,7 +12,10 @@ image BOTH models classify correctly (a model that already errs on the clean ima
 transfer), and at matched distortion: each perturbation rescaled to the column model's own mean
 minimal L-BFGS distortion before it is shown to that model (a weak model's large perturbations
 would otherwise transfer by sheer size). The paper does not say whether its examples came from
-training or test images; ours are test images.
+training or test images: the main matrix attacks test images, and with ``train_images = N`` (every
+preset: as many as ``n_attack``) every model also attacks the first N training images, reported as
+a third matrix (the models fit their training images better, so these examples can transfer
+differently).
 
 Expected (quick, seed 0): 100% on the diagonal (each example reached a wrong target on its own
 model); off the diagonal 22-94% over the 32 examples of each row (FC10(1) → FC10(1e-4): 87.5%, FC10(1e-4)
@@ -23,17 +26,19 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import typing
 
 import numpy as np
 
+from ..config import require
 from ..images import evaluate
-from ..images.adversarial import gaussian_noise, transfer_matrix
-from ..keys import named_keys
+from ..images.adversarial import example_stats, gaussian_noise, lbfgs_examples, transfer_matrix
+from ..keys import named_keys, stream_key
 from ..paper import PaperRow
 from ..results import RunDir
 from ..tables import Table, Tables, ci_note, in_order, num, pct, pct_ci
 from . import register
-from ._image import base_summary, finish_summary, load_data, tables
+from ._image import base_summary, cached_examples, finish_summary, load_data, tables
 from ._szegedy import ModelsConfig, paper_value, train_and_attack
 
 
@@ -57,7 +62,26 @@ PAPER = dict([
 @dataclasses.dataclass(frozen=True)
 class TransferConfig(ModelsConfig):
     """Szegedy Table 2: Table 1's models and examples, evaluated on every model (fields and presets:
-    `ModelsConfig`, the same as ``szegedy-table1``)."""
+    `ModelsConfig`, the same as ``szegedy-table1``), and ``train_images`` training images attacked
+    as well (0: none)."""
+
+    EVAL_ONLY: typing.ClassVar[tuple[str, ...]] = ModelsConfig.EVAL_ONLY + ("train_images",)
+    PRESETS: typing.ClassVar = {k: {**v, "train_images": v["n_attack"]} for k, v in ModelsConfig.PRESETS.items()}
+
+    COST: typing.ClassVar = {
+        "quick": "~1.5 min CPU (Fashion-MNIST sample)",
+        "medium": "~10 min CPU (estimate: Table 1's models, then 200 test and 200 training images attacked)",
+        "paper": "~15 min on 2 CPU cores (estimate: the run without training images took 485 s, attacks "
+                 "about half of it)",
+    }
+
+    train_images: int = 0
+
+    def validate(self) -> None:
+        super().validate()
+        require(self.train_images >= 0, f"train_images must be >= 0 (got {self.train_images})")
+        require(self.n_train == 0 or self.train_images <= self.n_train,
+                f"train_images ({self.train_images}) must not exceed n_train ({self.n_train})")
 
 
 @register("szegedy-transfer", TransferConfig,
@@ -79,6 +103,7 @@ def run(cfg: TransferConfig, run_dir: RunDir, *, progress: bool = True) -> dict:
     rows["clean (no perturbation)"] = (x_att, y_att, np.ones(y_att.shape, bool))
     matrix = transfer_matrix(models, rows)
     both, matched = controlled_transfer(models, x_att, y_att)
+    on_train = train_image_transfer(cfg, run_dir, ds, models) if cfg.train_images else None
     summary = base_summary(cfg, run_dir, ds, t0)
     summary.update({
         "models": list(models),
@@ -96,7 +121,28 @@ def run(cfg: TransferConfig, run_dir: RunDir, *, progress: bool = True) -> dict:
                                "same examples with the perturbation rescaled to the column model's own "
                                "mean minimal distortion (clipped to [0, 1])",
     })
+    if on_train is not None:
+        summary["train_images"] = cfg.train_images
+        summary["transfer_error_rate_train_images"] = on_train
     return finish_summary(run_dir, summary, t0)
+
+
+def train_image_transfer(cfg: TransferConfig, run_dir: RunDir, ds, models: dict) -> dict:
+    """The transfer matrix of L-BFGS examples made from the first ``train_images`` TRAINING images
+    (stream ``attack-train/NAME``, cached as ``adv-NAME-train.npz``), with each row's mean distortion
+    under ``"_distortion"``."""
+    x, y = ds.x_train[:cfg.train_images], ds.y_train[:cfg.train_images]
+    rows, dist = {}, {}
+    for name, m in models.items():
+        ex = cached_examples(run_dir, f"{name}-train", lambda m=m, name=name: lbfgs_examples(
+            m["recipe"], m["variables"], x, y, key=stream_key(cfg.seed, f"attack-train/{name}"),
+            c_rounds=cfg.c_rounds, maxiter=cfg.lbfgs_maxiter, chunk=cfg.attack_chunk), cfg)
+        rows[name] = (ex["x_adv"], ex["y"], ex["success"])
+        dist[name] = example_stats(ex)["mean_distortion"]
+    out = transfer_matrix(models, rows)
+    for name in out:
+        out[name]["_distortion"] = dist[name]
+    return out
 
 
 def controlled_transfer(models: dict, x: np.ndarray, y: np.ndarray) -> tuple[dict, dict]:
@@ -166,6 +212,13 @@ def table(s: dict) -> Tables:
                  _control_table(s, "transfer_error_rate_matched_distortion",
                                 "Control 2: as control 1, perturbations rescaled to the column model's own "
                                 "mean minimal distortion")]
+    if "transfer_error_rate_train_images" in s:
+        tr = s["transfer_error_rate_train_images"]
+        extra.append(Table(["examples for \\ model"] + cols + ["distortion", "n"],
+                           [[row] + [_cell(rates, c) for c in cols] + [num(rates["_distortion"]), str(rates["_count"])]
+                            for row, rates in in_order(tr, cols)],
+                           caption=f"Training images: L-BFGS examples of the first {s['train_images']:,} "
+                                   "training images; each model's successful ones, evaluated on every model"))
     return dataclasses.replace(out, tables=out.tables + tuple(extra))
 
 
@@ -173,11 +226,14 @@ def paper_rows(s: dict) -> list[PaperRow]:
     m = s["transfer_error_rate"]
     b = s.get("transfer_error_rate_both_correct", {})
     t = s.get("transfer_error_rate_matched_distortion", {})
+    tr = s.get("transfer_error_rate_train_images", {})
     out = []
     for (r, c), v in PAPER.items():
         if r in m and c in m[r]:
             ours = _cell(m[r], c)
             if r in b and c in b[r]:
                 ours += f"; both correct {_control_cell(b[r], c)}; matched distortion {_control_cell(t[r], c)}"
+            if r in tr and c in tr[r]:
+                ours += f"; from training images {_cell(tr[r], c)}"
             out.append(PaperRow(v, ours, note=s["dataset"]))
     return out

@@ -141,7 +141,7 @@ def test_transfer_controls_both_correct_and_matched_distortion(run):
     """The two controls of the transfer matrix are rates over the same, smaller set of examples:
     the diagonal of 'both correct' stays 100% (own successful examples), and the matched-distortion
     matrix is defined wherever the raw one is."""
-    s, _ = run("szegedy-transfer")
+    s, out = run("szegedy-transfer")
     both, matched = s["transfer_error_rate_both_correct"], s["transfer_error_rate_matched_distortion"]
     for r in s["models"]:
         assert both[r][r] == 1.0
@@ -155,6 +155,16 @@ def test_transfer_controls_both_correct_and_matched_distortion(run):
             assert abs(both[r][c] * n - round(both[r][c] * n)) < 1e-6 if n else np.isnan(both[r][c])
     text = get("szegedy-transfer").table(s).text()
     assert "Control 1" in text and "% [" in text          # the rates carry their intervals
+    # the training-image matrix: the quick preset attacks as many training images as test images,
+    # with keys and a cache file of their own (not the test examples again)
+    tr = s["transfer_error_rate_train_images"]
+    assert s["train_images"] == make_config("szegedy-transfer").n_attack == 32 and list(tr) == s["models"]
+    for r in s["models"]:
+        assert tr[r][r] == 1.0 and 1 <= tr[r]["_count"] <= 32 and tr[r]["_distortion"] > 0
+    assert (out / f"adv-{safe_name('FC10(1e-4)-train')}.npz").exists()
+    assert "Training images: L-BFGS examples of the first 32 training images" in text
+    rows = get("szegedy-transfer").paper_rows(s)
+    assert all("; from training images " in r.ours for r in rows if "examples" in r.value.quantity)
 
 
 def test_transfer_controls_of_a_record_without_counts_per_cell_show_the_rate_alone():
