@@ -176,11 +176,28 @@ def survivors(work: Path) -> str:
     return "\n".join(out)
 
 
+def apply_mutation(source: str, diff: str, line: int) -> str | None:
+    """``source`` with a cosmic-ray mutant's edit made again: the diff's removed lines replaced by its
+    added lines, at the occurrence nearest the original ``line`` (the module may have changed
+    around them since the run, so the diff's context and line numbers are not relied on). None if
+    the removed lines are no longer in ``source``."""
+    body = [x for x in diff.splitlines() if not x.startswith(("---", "+++"))]
+    old = [x[1:] for x in body if x.startswith("-")]
+    new = [x[1:] for x in body if x.startswith("+")]
+    lines = source.splitlines(keepends=True)
+    plain = [x.rstrip("\n") for x in lines]
+    hits = [i for i in range(len(plain) - len(old) + 1) if plain[i:i + len(old)] == old] if old else []
+    if not hits:
+        return None
+    i = min(hits, key=lambda h: abs(h + 1 - line))
+    return "".join(lines[:i] + [x + "\n" for x in new] + lines[i + len(old):])
+
+
 def recheck(module: str, tests: list[str], timeout: float) -> tuple[int, int, str]:
     """Rerun the survivors of a finished run against the tests of the working tree as it is now.
 
-    Each surviving mutant's diff is applied (``patch -p1``) to a fresh scratch copy of the current
-    tree, ``.mutate/<module>-recheck/``, the module's test files run, and the source restored.
+    Each surviving mutant's edit is made again (`apply_mutation`) in a fresh scratch copy of the
+    current tree, ``.mutate/<module>-recheck/``, the module's test files run, and the source restored.
     Returns ``(killed, still_surviving, report)``; the report lists the mutants still surviving,
     which are equivalent or need a test.
     """
@@ -212,12 +229,11 @@ def recheck(module: str, tests: list[str], timeout: float) -> tuple[int, int, st
     killed, left = 0, []
     for item, diff in found:
         label = f"{item.job_id} {item.mutations[0].operator_name} line {item.mutations[0].start_pos[0]}"
-        applied = subprocess.run(["patch", "-p1", "--quiet", "-d", str(work)], input=diff, text=True,
-                                 capture_output=True)
-        if applied.returncode != 0:
-            left.append(f"--- {label} (the diff no longer applies: the module changed)\n{diff}")
-            (work / module).write_text(original)
+        mutated = apply_mutation(original, diff, item.mutations[0].start_pos[0])
+        if mutated is None:
+            left.append(f"--- {label} (its lines are no longer in the module: not rerun)\n{diff}")
             continue
+        (work / module).write_text(mutated)
         try:
             r = subprocess.run(cmd, cwd=work, env=env, text=True, capture_output=True, timeout=timeout)
             dead = r.returncode != 0

@@ -1,0 +1,38 @@
+"""tools/mutate.py's recheck: a surviving mutant's edit is made again on today's module, even when
+the code around it has moved since the mutation run (so its diff's context no longer matches)."""
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _tool():
+    spec = importlib.util.spec_from_file_location("mutate_tool", ROOT / "tools" / "mutate.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    return tool
+
+
+DIFF = """--- mutation diff ---
+--- a/attacks/m.py
++++ b/attacks/m.py
+@@ -2,4 +2,4 @@
+     x = f(x)
+-    if n >= k:
++    if n < k:
+         return x
+     y = g(x)"""
+
+
+def test_apply_mutation_replaces_the_nearest_occurrence_despite_moved_context():
+    tool = _tool()
+    src = "def f():\n    check(k)\n    if n >= k:\n        return x\n    out = []\n    if n >= k:\n        pass\n"
+    # the run saw the line at 3; the context lines after it have changed since
+    got = tool.apply_mutation(src, DIFF, 3)
+    assert got == src.replace("    if n >= k:\n        return", "    if n < k:\n        return", 1)
+    # nearer the second occurrence, that one changes instead
+    assert tool.apply_mutation(src, DIFF, 6).splitlines()[5] == "    if n < k:"
+    assert tool.apply_mutation(src, DIFF, 6).splitlines()[2] == "    if n >= k:"
+    # lines gone from the module: nothing to rerun
+    assert tool.apply_mutation("def f():\n    pass\n", DIFF, 3) is None
