@@ -60,7 +60,8 @@ def transfer_error_rates(x_adv, y, logit_fns: Mapping[str, Callable], *,
       params: optional ``{name: params}``; models named there are called as ``fn(params, x)``.
       targeted: count ``pred == y`` (target hit rate) instead of ``pred != y``.
       mask: optional ``(B,)`` bool: which examples to count (e.g. the source attack's
-        ``success``); ``errors``/``predictions`` still cover all B.
+        ``success``); ``errors``/``predictions`` still cover all B. A mask that selects no example
+        gives a rate of 0 (over 0 examples), not NaN.
       batch_size: evaluate in chunks of this size.
 
     Returns:

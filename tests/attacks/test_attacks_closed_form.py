@@ -409,6 +409,57 @@ def test_minimal_epsilon_matches_linear_closed_form(attack, norm, dual):
     assert np.all(found.eps[1:] >= exact[1:])             # the returned eps succeeds
 
 
+def test_minimal_epsilon_defaults_grid_and_failures():
+    """The defaults (lo = 0, 20 halvings) put every reachable eps on the dyadic grid hi·k/2²⁰ at
+    most one grid step above the exact |wᵀx + b|/‖w‖₁ (FGSM on a linear model, float64: exact
+    arithmetic on this grid); an example out of reach at hi keeps the attack's result AT hi."""
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(5)
+        w, b = rng.normal(size=D), 0.3
+        f = lambda v: v @ jnp.asarray(w) + b                                  # noqa: E731
+        x = rng.normal(size=(64, D)) * 0.2
+        y = (x @ w + b > 0).astype(np.int32)
+        exact = np.abs(x @ w + b) / np.abs(w).sum()
+        hi = 0.25                                  # dyadic: the grid hi·k/2²⁰ is exact in float64
+        found = attacks.minimal_epsilon(attacks.fgsm, f, jnp.asarray(x), jnp.asarray(y), hi=hi, norm="linf")
+        eps = np.asarray(found.eps)
+        assert found.eps.dtype == jnp.float64                               # x's dtype, not float32
+        reach = exact < hi
+        assert reach.sum() == 58                                            # 6 of 64 out of reach
+        k = eps[reach] * 2**20 / hi
+        np.testing.assert_array_equal(k, np.round(k))                       # on the 2⁻²⁰ grid
+        assert np.all(eps[reach] >= exact[reach]) and np.all(eps[reach] - exact[reach] <= hi * 2**-20)
+        # out of reach: eps = inf, and the result is the attack at hi itself
+        at_hi = attacks.fgsm(f, jnp.asarray(x), jnp.asarray(y), eps=hi, norm="linf")
+        assert np.all(np.isinf(eps[~reach]))
+        np.testing.assert_array_equal(np.asarray(found.result.x_adv)[~reach], np.asarray(at_hi.x_adv)[~reach])
+        # no halving: the attack at hi only
+        zero = attacks.minimal_epsilon(attacks.fgsm, f, jnp.asarray(x), jnp.asarray(y), hi=hi, num_bisections=0,
+                                       norm="linf")
+        np.testing.assert_array_equal(zero.eps, np.where(reach, hi, np.inf))
+
+
+def test_minimal_epsilon_interval_checks_shapes_and_labels():
+    f, w, b, x, y = linear_binary()
+    exact = np.abs(np.asarray(x) @ w + b) / np.abs(w).sum()
+    # lo == hi is an interval of width 0 (allowed); lo > hi is refused
+    same = attacks.minimal_epsilon(attacks.fgsm, f, x, y, lo=1.0, hi=1.0, num_bisections=3, norm="linf")
+    np.testing.assert_array_equal(same.eps, np.where(exact <= 1.0, 1.0, np.inf))
+    with pytest.raises(ValueError, match="lo <= hi"):
+        attacks.minimal_epsilon(attacks.fgsm, f, x, y, lo=2.0, hi=1.0, norm="linf")
+    # images (B, H, W, C) are a batch too; a single unbatched example is refused
+    img = lambda v: jnp.sum(v) - 0.5                                          # noqa: E731
+    xi = jnp.full((3, 2, 2, 1), 0.1) * jnp.arange(1, 4)[:, None, None, None]
+    got = attacks.minimal_epsilon(attacks.fgsm, img, xi, hi=1.0, num_bisections=12, norm="linf")
+    np.testing.assert_allclose(got.eps, np.abs(0.4 * np.arange(1, 4) - 0.5) / 4, atol=2**-12)
+    with pytest.raises(ValueError, match="x must have shape"):
+        attacks.minimal_epsilon(attacks.fgsm, f, x[0], hi=1.0)
+    # given labels are used, not the model's predictions: a mislabelled example is an error at any eps
+    y_wrong = y.at[0].set(1 - y[0])
+    mis = attacks.minimal_epsilon(attacks.fgsm, f, x, y_wrong, hi=1.0, num_bisections=10, norm="linf")
+    assert float(mis.eps[0]) <= 2**-10 < exact[0]
+
+
 # --------------------------------------------------------------------------- transfer
 
 

@@ -155,3 +155,28 @@ def test_transfer_mask_must_be_one_flag_per_example():
     for mask in (jnp.ones((4, 1), bool), jnp.ones(5, bool), jnp.ones(3, bool)):
         with pytest.raises(ValueError, match="mask must have shape"):
             attacks.transfer_error_rates(x, y, {"m": f}, mask=mask)
+
+
+def test_transfer_options_are_keyword_only_and_models_a_non_empty_mapping():
+    f, _ = _counting_model(jnp.eye(3, 5))
+    x, y = jnp.ones((4, 5)), jnp.zeros(4, jnp.int32)
+    with pytest.raises(TypeError):
+        attacks.predict(f, x, None, 2)                         # params and batch_size by name only
+    with pytest.raises(TypeError):
+        attacks.transfer_error_rates(x, y, {"m": f}, None)
+    named = attacks.transfer_error_rates(x_adv=x, y=y, logit_fns={"m": f})   # the first three may be named
+    np.testing.assert_array_equal(attacks.predict(logit_fn=f, x=x), named.predictions["m"])
+    for bad in ({}, [f], f):
+        with pytest.raises(ValueError, match="non-empty mapping"):
+            attacks.transfer_error_rates(x, y, bad)
+
+
+def test_transfer_rate_over_an_empty_mask_is_zero_not_nan():
+    """A source attack that succeeded nowhere selects no example: the rate is 0 over 0 counted
+    examples (``max(Σ mask, 1)`` in the denominator), never NaN; the per-example errors stay."""
+    f, _ = _counting_model(jnp.eye(3, 5))
+    x, y = jnp.ones((4, 5)), jnp.full(4, 2, jnp.int32)        # every prediction is class 0: all wrong
+    res = attacks.transfer_error_rates(x, y, {"m": f}, mask=jnp.zeros(4, bool))
+    assert float(res.error_rate["m"]) == 0.0 and bool(res.errors["m"].all())
+    full = attacks.transfer_error_rates(x, y, {"m": f}, mask=jnp.ones(4, bool))
+    assert float(full.error_rate["m"]) == 1.0
