@@ -179,19 +179,25 @@ def survivors(work: Path) -> str:
 
 def apply_mutation(source: str, diff: str, line: int) -> str | None:
     """``source`` with a cosmic-ray mutant's edit made again: the diff's removed lines replaced by its
-    added lines, at the occurrence nearest the original ``line`` (the module may have changed
-    around them since the run, so the diff's context and line numbers are not relied on). None if
-    the removed lines are no longer in ``source``."""
+    added lines, at the occurrence nearest the original ``line``, matched without regard to
+    indentation and re-indented to today's (the module may have changed around them since the run,
+    so the diff's context, line numbers and indentation are not relied on). None if the removed
+    lines are no longer in ``source``."""
     body = [x for x in diff.splitlines() if not x.startswith(("---", "+++"))]
     old = [x[1:] for x in body if x.startswith("-")]
     new = [x[1:] for x in body if x.startswith("+")]
     lines = source.splitlines(keepends=True)
-    plain = [x.rstrip("\n") for x in lines]
-    hits = [i for i in range(len(plain) - len(old) + 1) if plain[i:i + len(old)] == old] if old else []
+    plain = [x.strip() for x in lines]
+    want = [x.strip() for x in old]
+    hits = [i for i in range(len(plain) - len(want) + 1) if plain[i:i + len(want)] == want] if want else []
     if not hits:
         return None
     i = min(hits, key=lambda h: abs(h + 1 - line))
-    return "".join(lines[:i] + [x + "\n" for x in new] + lines[i + len(old):])
+    # the lines may have been re-indented since (moved into a block): keep today's indentation
+    indent = lines[i][:len(lines[i]) - len(lines[i].lstrip())]
+    shift = len(indent) - (len(old[0]) - len(old[0].lstrip()))
+    fixed = [(" " * shift + x if shift >= 0 else x[-shift:]) if x.strip() else x for x in new]
+    return "".join(lines[:i] + [x + "\n" for x in fixed] + lines[i + len(old):])
 
 
 def recheck(module: str, tests: list[str], timeout: float) -> tuple[int, int, str]:

@@ -179,4 +179,16 @@ def test_transfer_rate_over_an_empty_mask_is_zero_not_nan():
     res = attacks.transfer_error_rates(x, y, {"m": f}, mask=jnp.zeros(4, bool))
     assert float(res.error_rate["m"]) == 0.0 and bool(res.errors["m"].all())
     full = attacks.transfer_error_rates(x, y, {"m": f}, mask=jnp.ones(4, bool))
-    assert float(full.error_rate["m"]) == 1.0
+    one = attacks.transfer_error_rates(x, y, {"m": f}, mask=jnp.arange(4) == 2)
+    assert float(full.error_rate["m"]) == float(one.error_rate["m"]) == 1.0     # over 4 and over 1
+
+
+def test_predict_chunks_by_rows_whatever_the_feature_count():
+    """Chunking compares batch_size with the number of ROWS: with 2 features and 11 rows, chunks of
+    3 are still chunks (one compiled shape for 11 and for 6 rows), not one whole-batch call each."""
+    w = jax.random.normal(jax.random.key(2), (3, 2))
+    x = jax.random.normal(jax.random.key(3), (11, 2))
+    f, traces = _counting_model(w)
+    np.testing.assert_array_equal(attacks.predict(f, x, batch_size=3), np.argmax(np.asarray(x @ w.T), 1))
+    attacks.predict(f, x[:6], batch_size=3)
+    assert len(traces) == 1, traces

@@ -36,3 +36,10 @@ def test_apply_mutation_replaces_the_nearest_occurrence_despite_moved_context():
     assert tool.apply_mutation(src, DIFF, 6).splitlines()[2] == "    if n >= k:"
     # lines gone from the module: nothing to rerun
     assert tool.apply_mutation("def f():\n    pass\n", DIFF, 3) is None
+
+
+def test_apply_mutation_follows_a_line_moved_into_a_block():
+    tool = _tool()
+    diff = "--- a/m.py\n+++ b/m.py\n@@ -3,1 +3,1 @@\n-    n = check(n, minimum=1)\n+    n = check(n, minimum= 0)"
+    src = "def f(n):\n    if n is not None:\n        n = check(n, minimum=1)\n    return n\n"
+    assert tool.apply_mutation(src, diff, 3) == src.replace("minimum=1", "minimum= 0")
