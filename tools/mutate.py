@@ -90,8 +90,8 @@ def scratch_for(module: str) -> Path:
     return SCRATCH / module.replace("/", "__").removesuffix(".py")
 
 
-def prepare(module: str, tests: list[str], timeout: float) -> Path:
-    work = scratch_for(module)
+def fresh_copy(work: Path) -> None:
+    """``work`` emptied and filled with a copy of the tree's packages and tests (`COPY`)."""
     if work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True)
@@ -101,6 +101,19 @@ def prepare(module: str, tests: list[str], timeout: float) -> Path:
             shutil.copytree(src, work / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         else:
             shutil.copy2(src, work / name)
+
+
+def scratch_env(work: Path) -> dict:
+    """The environment the tests of a scratch copy run in: its packages first, CPU, one shared
+    compilation cache for all mutants."""
+    return dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(work),
+                JAX_COMPILATION_CACHE_DIR=str(SCRATCH / "jax-cache"),
+                XLA_FLAGS=os.environ.get("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false"))
+
+
+def prepare(module: str, tests: list[str], timeout: float) -> Path:
+    work = scratch_for(module)
+    fresh_copy(work)
     python = ROOT / ".venv" / "bin" / "python"
     # -p no:cacheprovider: the JAX compile cache comes from JAX_COMPILATION_CACHE_DIR below instead.
     cmd = f"{python} -m pytest -x -q -p no:cacheprovider -o addopts='-m \"not slow and not full_data\"' " + " ".join(tests)
@@ -217,18 +230,8 @@ def recheck(module: str, tests: list[str], timeout: float) -> tuple[int, int, st
                  if item.job_id in results and results[item.job_id].worker_outcome == WorkerOutcome.NORMAL
                  and results[item.job_id].test_outcome == TestOutcome.SURVIVED]
     work = scratch_for(module).with_name(scratch_for(module).name + "-recheck")
-    if work.exists():
-        shutil.rmtree(work)
-    work.mkdir(parents=True)
-    for name in COPY:
-        src = ROOT / name
-        if src.is_dir():
-            shutil.copytree(src, work / name, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-        else:
-            shutil.copy2(src, work / name)
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(work),
-               JAX_COMPILATION_CACHE_DIR=str(SCRATCH / "jax-cache"),
-               XLA_FLAGS=os.environ.get("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false"))
+    fresh_copy(work)
+    env = scratch_env(work)
     python = str(ROOT / ".venv" / "bin" / "python")
     cmd = [python, "-m", "pytest", "-x", "-q", "-p", "no:cacheprovider", "-o",
            "addopts=-m 'not slow and not full_data'", *tests]
@@ -288,9 +291,7 @@ def main(argv=None) -> int:
               f"(listed above and in {scratch_for(module) / 'survivors-recheck.txt'})")
         return 0
     work = scratch_for(module) if a.resume else prepare(module, tests, a.timeout)
-    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(work),
-               JAX_COMPILATION_CACHE_DIR=str(SCRATCH / "jax-cache"),
-               XLA_FLAGS=os.environ.get("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false"))
+    env = scratch_env(work)
     cr = str(ROOT / ".venv" / "bin" / "cosmic-ray")
     crf = str(ROOT / ".venv" / "bin" / "cr-filter-operators")
     steps = [[cr, "exec", "cosmic-ray.toml", "session.sqlite"]]
