@@ -153,9 +153,11 @@ def pct_ci(rate, n, confidence: float = 0.95) -> str:
 
 def rate_difference(rate1, n1, rate2, n2, *, seeds: int = 1, confidence: float = 0.95) -> str:
     """``rate1 − rate2`` in points with its interval (`theory.binomial.difference_interval`, on the
-    counts `rate_ci` recovers; ends rounded outward to 0.1 point) and what it allows one to say, e.g.
-    ``-0.8 points [-1.7, +0.1], not told apart at 95% (one seed): inconclusive``. The interval is over the test draw only: with
-    one seed it says nothing of training-to-training variation, and the text says so."""
+    counts `rate_ci` recovers; ends rounded outward to 0.1 point) and what it allows one to say,
+    e.g. ``-0.8 points [-1.7, +0.1], not told apart at 95% (one seed): inconclusive``. The interval
+    covers the test draw only: with one seed it says nothing of training-to-training variation,
+    and the text says so. Two models scored on the same images would have a tighter (paired)
+    interval, so this one is conservative there."""
     from theory.binomial import difference_interval
 
     k1, _, _ = rate_ci(rate1, n1, confidence)
