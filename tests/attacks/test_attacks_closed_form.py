@@ -447,6 +447,8 @@ def test_minimal_epsilon_interval_checks_shapes_and_labels():
     np.testing.assert_array_equal(same.eps, np.where(exact <= 1.0, 1.0, np.inf))
     with pytest.raises(ValueError, match="lo <= hi"):
         attacks.minimal_epsilon(attacks.fgsm, f, x, y, lo=2.0, hi=1.0, norm="linf")
+    with pytest.raises(ValueError, match="num_bisections must be an integer >= 0"):
+        attacks.minimal_epsilon(attacks.fgsm, f, x, y, hi=1.0, num_bisections=-1, norm="linf")
     # images (B, H, W, C) are a batch too; a single unbatched example is refused
     img = lambda v: jnp.sum(v) - 0.5                                          # noqa: E731
     xi = jnp.full((3, 2, 2, 1), 0.1) * jnp.arange(1, 4)[:, None, None, None]
