@@ -115,7 +115,8 @@ def test_clean_count_is_exact_when_mistakes_fall_above_and_below_the_label():
 def test_inputs_are_checked_and_images_and_single_examples_accepted():
     f = _Fixed.fn
     x, y = np.ones((4, 2), np.float32), np.zeros(4, int)
-    for xb, yb in ((x[0], y[:1]), (x, y[:3]), (x, np.zeros(5, int)), (x, y[:, None]), (x[:0], y[:0])):
+    for xb, yb in ((x[0], y[:1]), (x[:, 0], y), (x, y[:3]), (x, np.zeros(5, int)), (x, y[:, None]),
+                   (x[:0], y[:0])):
         with pytest.raises(ValueError, match="needs x \\(n, \\*input_shape\\) and y \\(n,\\)"):
             attacks.robust_accuracy(f, xb, yb, epsilons=[0.1], attack="fgsm", progress=False)
     for bad in (0, -1, 1.5):

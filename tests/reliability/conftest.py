@@ -1,6 +1,7 @@
 """Helpers of the reliability suite: tiny configs and CLI runs (in-process and as subprocesses)."""
 
 import os
+import signal
 import subprocess
 import sys
 
@@ -20,13 +21,28 @@ def sets(cfg: dict) -> list[str]:
     return out
 
 
+@pytest.fixture(autouse=True)
+def sigint_raises_keyboard_interrupt():
+    """Python's own SIGINT handler for each test, whatever this process inherited: a shell starts a
+    background job (``make test &``, ``nohup``) with SIGINT ignored, and these tests send SIGINT."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def _sigint_default() -> None:
+    """In a spawned child before exec: SIGINT at its default, so Python installs KeyboardInterrupt."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def cli_env() -> dict:
     return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
 
 
 def spawn(*args) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "spheres", *args, "--no-progress"], env=cli_env(),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_sigint_default)
 
 
 def run_cli(capsys, *args) -> tuple[int, str, str]:
