@@ -4,7 +4,9 @@ FC100-100-10 trained twice from the same initialisation and minibatch order: wit
 only, and with a pool of ``pool_size`` L-BFGS adversarial examples regenerated every
 ``refresh_every`` epochs from random training images against the current model and appended to
 the training set (until the first refresh the pool holds clean copies: an untrained model has no
-meaningful adversarial examples). Both are then attacked with L-BFGS and FGSM (ε = 0.1).
+meaningful adversarial examples). With ``dropout > 0`` a third model, the paper's reference
+baseline, is trained the same way (same initialisation, order and weight decay) with dropout at
+that rate after each hidden layer. Every model is then attacked with L-BFGS and FGSM (ε = 0.1).
 
     spheres run szegedy-adversarial-training --preset quick    # the shipped sample: ~40 s CPU
     spheres run szegedy-adversarial-training --preset paper    # all of Fashion-MNIST, 50 epochs, pools of 10,000
@@ -47,26 +49,35 @@ PAPER = {
     "dropout (for reference)": paper_value("test error with dropout", "≈ 1.3%", "§4.2", "secondary"),
     "pool effect": paper_value("test error, adversarial pool minus weight decay only", "lower: 1.6% → < 1.2%",
                                "§4.2", "secondary"),
+    "pool vs dropout": paper_value("test error, adversarial pool minus dropout", "lower: ≈ 1.3% → < 1.2%",
+                                   "§4.2", "secondary"),
 }
+ORDER = ["weight decay only", "adversarial pool", "dropout (for reference)"]
 
 
 @dataclasses.dataclass(frozen=True)
 class AdversarialTrainingConfig(LbfgsFields):
     """Szegedy §4.2: ``pool_size`` L-BFGS examples regenerated every ``refresh_every`` epochs
     (``ckpt_every`` a multiple of it, so a resumed run regenerates the same pool); the trained
-    models are attacked on the first ``n_attack`` test images."""
+    models are attacked on the first ``n_attack`` test images. ``dropout`` in ``[0, 1)``: the rate of
+    the third model, FC100-100-10 with dropout after each hidden layer (0: not trained). Changing it
+    on a finished run trains and attacks that model only (the other two are reused)."""
 
     n_attack: int = 200
     pool_size: int = 10_000
     refresh_every: int = 1
+    dropout: float = 0.0
+
+    EVAL_ONLY: typing.ClassVar[tuple[str, ...]] = ("dropout",)
 
     PRESETS: typing.ClassVar = {
         "quick": dict(dataset=idata.SAMPLE, batch=50, lr=3e-3, n_train=3000, n_test=1000, epochs=4, pool_size=64,
-                      refresh_every=2, n_attack=16, c_rounds=4, lbfgs_maxiter=30, attack_chunk=16, ckpt_every=2),
+                      refresh_every=2, n_attack=16, c_rounds=4, lbfgs_maxiter=30, attack_chunk=16, ckpt_every=2,
+                      dropout=0.5),
         "medium": dict(epochs=10, pool_size=2000, refresh_every=2, n_attack=200, c_rounds=6, lbfgs_maxiter=50,
-                       attack_chunk=100, ckpt_every=2),
+                       attack_chunk=100, ckpt_every=2, dropout=0.5),
         "paper": dict(epochs=50, pool_size=10_000, refresh_every=5, n_attack=1000, c_rounds=8, lbfgs_maxiter=100,
-                      attack_chunk=100, ckpt_every=5),
+                      attack_chunk=100, ckpt_every=5, dropout=0.5),
     }
     COST: typing.ClassVar = {
         "quick": "~40 s CPU",
@@ -77,6 +88,8 @@ class AdversarialTrainingConfig(LbfgsFields):
     def validate(self) -> None:
         super().validate()
         require(self.pool_size >= 1 and self.refresh_every >= 1, "pool_size and refresh_every must be >= 1")
+        require(isinstance(self.dropout, (int, float)) and not isinstance(self.dropout, bool)
+                and 0.0 <= self.dropout < 1.0, f"dropout must be a rate in [0, 1) (got {self.dropout!r})")
         require(self.ckpt_every % self.refresh_every == 0,
                 f"ckpt_every ({self.ckpt_every}) must be a multiple of refresh_every ({self.refresh_every}) "
                 f"so a resumed run regenerates the same pool")
@@ -110,6 +123,19 @@ def _pool(cfg: AdversarialTrainingConfig, run_dir: RunDir, ds: idata.ImageDatase
     return augment
 
 
+def _variants(cfg: AdversarialTrainingConfig):
+    """``(label, recipe, pooled, params name)`` of each model trained: weight decay only, the pool,
+    and with ``cfg.dropout`` the dropout baseline (its rate in the params name, so a changed rate
+    never reuses another rate's parameters)."""
+    plain = im.paper_model(MODEL)
+    out = [("weight decay only", plain, False, MODEL), ("adversarial pool", plain, True, f"{MODEL}+pool")]
+    if cfg.dropout:
+        module = dataclasses.replace(plain.module, dropout=float(cfg.dropout))
+        out.append(("dropout (for reference)", dataclasses.replace(plain, module=module), False,
+                    f"{MODEL}+dropout{cfg.dropout:g}"))
+    return out
+
+
 @register("szegedy-adversarial-training", AdversarialTrainingConfig,
           "Szegedy §4.2: FC100-100-10 trained with a refreshed pool of L-BFGS examples vs weight decay alone",
           table=lambda s: table(s), paper_rows=lambda s: paper_rows(s), paper="szegedy")
@@ -119,11 +145,9 @@ def run(cfg: AdversarialTrainingConfig, run_dir: RunDir, *, progress: bool = Tru
     k = named_keys(cfg.seed, ("pool", "attack"))
     rows = {}
     x_att, y_att = ds.x_test[:cfg.n_attack], ds.y_test[:cfg.n_attack]
-    for label, pooled in (("weight decay only", False), ("adversarial pool", True)):
-        recipe = im.paper_model(MODEL)
+    for label, recipe, pooled, run_name in _variants(cfg):
         kw = ({"augment": _pool(cfg, run_dir, ds, recipe, k["pool"]), "refresh_every": cfg.refresh_every}
               if pooled else {})
-        run_name = MODEL if not pooled else f"{MODEL}+pool"
         settings = itrain.settings_for(recipe, epochs=cfg.epochs, batch=cfg.batch, lr=cfg.lr)
         cached = itrain.load_params(run_dir, run_name)
         if cached is not None:
@@ -139,7 +163,9 @@ def run(cfg: AdversarialTrainingConfig, run_dir: RunDir, *, progress: bool = Tru
             itrain.save_params(run_dir, run_name, variables)
         else:
             variables = cached
-        train_s = time.time() - t1
+        # a model reused from a finished run keeps the training time that run measured
+        train_s = (time.time() - t1 if cached is None else
+                   ((run_dir.summary or {}).get("variants", {}).get(label, {}).get("train_seconds")))
         ex = cached_examples(run_dir, run_name, lambda: lbfgs_examples(
             recipe, variables, x_att, y_att, key=k["attack"], c_rounds=cfg.c_rounds,
             maxiter=cfg.lbfgs_maxiter, chunk=min(cfg.attack_chunk, cfg.n_attack)), cfg)
@@ -148,9 +174,10 @@ def run(cfg: AdversarialTrainingConfig, run_dir: RunDir, *, progress: bool = Tru
         rows[label] = {"test_error": evaluate(recipe.module, variables, ds.x_test, ds.y_test).error,
                        "train_error": evaluate(recipe.module, variables, ds.x_train, ds.y_train).error,
                        "fgsm_eps0.1_error": float(np.mean(np.asarray(fg.success))),
-                       "train_seconds": round(train_s, 3), **example_stats(ex)}
+                       "train_seconds": None if train_s is None else round(train_s, 3), **example_stats(ex)}
     summary = base_summary(cfg, run_dir, ds, t0)
-    summary.update({"model": MODEL, "variants": rows, "pool_size": cfg.pool_size, "refresh_every": cfg.refresh_every})
+    summary.update({"model": MODEL, "variants": rows, "pool_size": cfg.pool_size, "refresh_every": cfg.refresh_every,
+                    "dropout": cfg.dropout})
     return finish_summary(run_dir, summary, t0)
 
 
@@ -160,27 +187,33 @@ def _n_attacked(s: dict) -> str:
 
 def table(s: dict) -> Tables:
     rows = []
-    for label, r in in_order(s["variants"], ["weight decay only", "adversarial pool"]):
+    for label, r in in_order(s["variants"], ORDER):
         paper = PAPER.get(label)
         rows.append([label, paper.value if paper else "-", pct_ci(r["test_error"], s["dataset_detail"]["test_size"]),
                      num(r["mean_distortion"]), pct_ci(r["fgsm_eps0.1_error"], r["n_attacked"])])
     return tables(s, f"{s['model']} with and without an adversarial pool (Szegedy §4.2)",
                   ["training", "test err paper", "ours", "L-BFGS distortion (ours)", "FGSM ε=0.1 err (ours)"], rows,
-                  ["paper: Szegedy et al. 2013, §4.2 (MNIST; secondary); dropout: "
-                   + PAPER["dropout (for reference)"].value,
+                  ["paper: Szegedy et al. 2013, §4.2 (MNIST; secondary)"
+                   + (f"; dropout rate {s['dropout']:g} after each hidden layer" if s.get("dropout") else
+                      "; dropout: " + PAPER["dropout (for reference)"].value + " (not trained here)"),
                    f"pool: {s['pool_size']} L-BFGS examples refreshed every {s['refresh_every']} epoch(s)",
                    f"test error over the {s['dataset_detail']['test_size']} test images; L-BFGS and FGSM "
                    f"on the first {_n_attacked(s)} of them", ci_note()])
 
 
 def paper_rows(s: dict) -> list[PaperRow]:
-    rows = [PaperRow(PAPER[label], pct_ci(r["test_error"], s["dataset_detail"]["test_size"]), note=s["dataset"])
-            for label, r in in_order(s["variants"], ["weight decay only", "adversarial pool"]) if label in PAPER]
+    drop = "dropout (for reference)"
+    drop_note = f"{s['dataset']}; dropout rate {s.get('dropout', 0):g} after each hidden layer"
+    rows = [PaperRow(PAPER[label], pct_ci(r["test_error"], s["dataset_detail"]["test_size"]),
+                     note=drop_note if label == drop else s["dataset"])
+            for label, r in in_order(s["variants"], ORDER) if label in PAPER]
     v, n = s["variants"], s["dataset_detail"]["test_size"]
-    if "weight decay only" in v and "adversarial pool" in v:
-        rows.append(PaperRow(PAPER["pool effect"], rate_difference(
-            v["adversarial pool"]["test_error"], n, v["weight decay only"]["test_error"], n), note=s["dataset"]))
-    if "dropout (for reference)" not in s["variants"]:
-        rows.append(PaperRow(PAPER["dropout (for reference)"],
-                             "not measured: the experiment trains no dropout variant of FC100-100-10; open"))
+    for key, (a, b) in (("pool effect", ("adversarial pool", "weight decay only")),
+                        ("pool vs dropout", ("adversarial pool", drop))):
+        if a in v and b in v:
+            rows.append(PaperRow(PAPER[key], rate_difference(v[a]["test_error"], n, v[b]["test_error"], n),
+                                 note=drop_note if b == drop else s["dataset"]))
+    if drop not in v:
+        rows.append(PaperRow(PAPER[drop], "not measured: this run trained no dropout variant of FC100-100-10 "
+                                          "(set dropout, e.g. 0.5, to train it)"))
     return rows

@@ -6,6 +6,7 @@ summary and arrays. Thresholds are stated with the values measured on Fashion-MN
 
 import importlib
 
+import jax
 import numpy as np
 import pytest
 
@@ -130,7 +131,7 @@ def test_units_grid_and_purity(run):
 
 def test_szegedy_adversarial_pool_was_generated(run):
     summary, out = run("szegedy-adversarial-training")
-    assert set(summary["variants"]) == {"weight decay only", "adversarial pool"}
+    assert set(summary["variants"]) == {"weight decay only", "adversarial pool", "dropout (for reference)"}
     recs = [r for r in RunDir(out, "", {}).read_metrics() if "pool_refresh_epoch" in r]
     assert [r["pool_refresh_epoch"] for r in recs] == [0, 2]
     assert recs[0]["pool_attack_success_rate"] is None          # clean copies before any training
@@ -203,3 +204,57 @@ def test_adversarial_pool_row_compares_the_two_test_errors():
     rows = {r.value.quantity: r for r in get("szegedy-adversarial-training").paper_rows(s)}
     row = rows["test error, adversarial pool minus weight decay only"]
     assert row.ours.startswith("-0.8 points [-1.7, +0.1], not told apart at 95% (one seed): inconclusive")
+
+
+def test_szegedy_dropout_baseline_is_a_third_model_added_on_resume(run, tmp_path, monkeypatch_module):
+    """The dropout baseline (quick preset: rate 0.5) is trained from the same start as the others,
+    is a different model (dropout changes training), and has its own paper rows. Changing the rate
+    on a finished run trains and attacks that model only: the other two keep their parameters."""
+    import shutil
+
+    from spheres.experiments import run_experiment
+
+    summary, out = run("szegedy-adversarial-training")
+    assert summary["dropout"] == 0.5
+    recipe = im.paper_model("FC100-100-10")
+    plain = load_params(RunDir(out, "", {}), "FC100-100-10")
+    drop = load_params(RunDir(out, "", {}), "FC100-100-10+dropout0.5")
+    assert drop is not None and plain is not None
+    diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b)))) for a, b in
+               zip(jax.tree_util.tree_leaves(plain), jax.tree_util.tree_leaves(drop)))
+    assert diff > 1e-3                                  # trained differently from the same start
+    v = summary["variants"]["dropout (for reference)"]
+    assert 0.0 < v["test_error"] < 0.5 and 0.0 <= v["fgsm_eps0.1_error"] <= 1.0
+    assert v["test_error"] == pytest.approx(evaluate(recipe.module, drop, *_quick_test_set()).error, abs=1e-9)
+    rows = {r.value.quantity: r for r in get("szegedy-adversarial-training").paper_rows(summary)}
+    assert rows["test error with dropout"].note.endswith("dropout rate 0.5 after each hidden layer")
+    assert "% [" in rows["test error with dropout"].ours
+    assert " points [" in rows["test error, adversarial pool minus dropout"].ours
+    assert "dropout rate 0.5 after each hidden layer" in get("szegedy-adversarial-training").table(summary).text()
+
+    # a finished run with another rate: only the new model is trained (the others' files unchanged)
+    again = tmp_path / "again"
+    shutil.copytree(out, again)
+    before = {p.name: p.read_bytes() for p in again.glob("params-*.npz")}
+    s2 = run_experiment("szegedy-adversarial-training", again, preset="quick", overrides=["dropout=0.25"],
+                        progress=False)
+    after = {p.name: p.read_bytes() for p in again.glob("params-*.npz")}
+    assert set(after) - set(before) == {"params-FC100-100-10+dropout0.25.npz"}
+    assert all(after[k] == before[k] for k in before)
+    assert s2["dropout"] == 0.25
+    assert s2["variants"]["weight decay only"] == summary["variants"]["weight decay only"]
+    assert s2["variants"]["dropout (for reference)"] != summary["variants"]["dropout (for reference)"]
+
+
+def _quick_test_set():
+    from spheres.experiments._image import load_data
+
+    ds = load_data(make_config("szegedy-adversarial-training"))
+    return ds.x_test, ds.y_test
+
+
+@pytest.mark.parametrize("bad", ["-0.1", "1.0", "1.5"])
+def test_szegedy_dropout_rate_is_validated(bad):
+    with pytest.raises(ConfigError, match="dropout must be a rate in"):
+        make_config("szegedy-adversarial-training", "quick", [f"dropout={bad}"]).validate()
+    make_config("szegedy-adversarial-training", "quick", ["dropout=0"]).validate()    # 0: not trained
