@@ -111,9 +111,28 @@ def scratch_env(work: Path) -> dict:
                 XLA_FLAGS=os.environ.get("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false"))
 
 
+PRISTINE = "pristine-module.py"
+
+
+def restore_pristine(work: Path, module: str) -> bool:
+    """Put the run's unmutated module back into its scratch copy; True if it had been left mutated.
+
+    cosmic-ray restores the module after each mutant, but a run killed mid-mutant leaves that edit
+    in place, and a resumed run would then test every later mutant on top of it (a compound mutant:
+    spurious kills). `prepare` keeps the unmutated module as ``PRISTINE`` for this."""
+    keep = work / PRISTINE
+    if not keep.exists():
+        return False
+    changed = keep.read_text() != (work / module).read_text()
+    if changed:
+        shutil.copyfile(keep, work / module)
+    return changed
+
+
 def prepare(module: str, tests: list[str], timeout: float) -> Path:
     work = scratch_for(module)
     fresh_copy(work)
+    shutil.copyfile(work / module, work / PRISTINE)
     python = ROOT / ".venv" / "bin" / "python"
     # -p no:cacheprovider: the JAX compile cache comes from JAX_COMPILATION_CACHE_DIR below instead.
     cmd = f"{python} -m pytest -x -q -p no:cacheprovider -o addopts='-m \"not slow and not full_data\"' " + " ".join(tests)
@@ -213,6 +232,25 @@ def apply_mutation(source: str, diff: str, line: int) -> str | None:
     return "".join(lines[:i] + [x + "\n" for x in fixed] + lines[i + len(old):])
 
 
+def incompetent_diff(module: str, item) -> str:
+    """The diff of work item ``item``'s mutant of ``module``, made again with cosmic-ray's operator
+    on the run's scratch copy of the module (left unmutated after each mutant)."""
+    import difflib
+
+    import cosmic_ray.plugins
+    from cosmic_ray.mutating import mutate_code
+
+    spec = item.mutations[0]
+    operator = cosmic_ray.plugins.get_operator(spec.operator_name)(**(spec.operator_args or {}))
+    work = scratch_for(module)
+    source = (work / PRISTINE if (work / PRISTINE).exists() else work / module).read_text()
+    mutated = mutate_code(source, operator, spec.occurrence)
+    if mutated is None:
+        return ""
+    return "\n".join(difflib.unified_diff(source.split("\n"), mutated.split("\n"), "a/" + module, "b/" + module,
+                                          lineterm=""))
+
+
 def recheck(module: str, tests: list[str], timeout: float) -> tuple[int, int, str]:
     """Rerun the survivors of a finished run against the tests of the working tree as it is now.
 
@@ -229,6 +267,11 @@ def recheck(module: str, tests: list[str], timeout: float) -> tuple[int, int, st
         found = [(item, results[item.job_id].diff) for item in db.work_items
                  if item.job_id in results and results[item.job_id].worker_outcome == WorkerOutcome.NORMAL
                  and results[item.job_id].test_outcome == TestOutcome.SURVIVED]
+        # incompetent mutants (the worker ran no test: an interrupted run) are rerun too; cosmic-ray
+        # stored no diff for them, so it is made again from the run's own unmutated copy
+        found += [(item, incompetent_diff(module, item)) for item in db.work_items
+                  if item.job_id in results and results[item.job_id].worker_outcome
+                  not in (WorkerOutcome.NORMAL, WorkerOutcome.SKIPPED)]
     work = scratch_for(module).with_name(scratch_for(module).name + "-recheck")
     fresh_copy(work)
     env = scratch_env(work)
@@ -298,11 +341,17 @@ def main(argv=None) -> int:
     if not a.resume:
         steps = [[cr, "init", "cosmic-ray.toml", "session.sqlite"],
                  [crf, "session.sqlite", "cosmic-ray.toml"]] + steps
+    if a.resume and restore_pristine(work, module):
+        print(f"restored {module} in {work}: an interrupted mutant had left its edit there")
     base = run(["sh", "-c", json.loads((work / "cosmic-ray.toml").read_text().split("test-command = ")[1]
                                        .split("\n")[0])], work, env)
-    if not a.resume and base.returncode != 0:
+    if base.returncode != 0:
+        # on a resume too: a scratch copy left mutated by a killed run (older runs have no pristine
+        # copy to restore) would make every remaining mutant a compound one
         print(base.stdout[-3000:], base.stderr[-3000:])
-        print(f"baseline failed for {module}: the unmutated tests must pass first")
+        print(f"baseline failed for {module}: the unmutated tests must pass first"
+              + (" (on a resume: the scratch copy may hold an interrupted mutant's edit; start the "
+                 "module again without --resume)" if a.resume else ""))
         return 1
     for step in steps:
         if step[1] == "exec" and a.sample and not a.resume:

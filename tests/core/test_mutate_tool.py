@@ -43,3 +43,18 @@ def test_apply_mutation_follows_a_line_moved_into_a_block():
     diff = "--- a/m.py\n+++ b/m.py\n@@ -3,1 +3,1 @@\n-    n = check(n, minimum=1)\n+    n = check(n, minimum= 0)"
     src = "def f(n):\n    if n is not None:\n        n = check(n, minimum=1)\n    return n\n"
     assert tool.apply_mutation(src, diff, 3) == src.replace("minimum=1", "minimum= 0")
+
+
+def test_resume_restores_a_module_left_mutated_by_an_interrupted_run(tmp_path):
+    """A run killed mid-mutant leaves that mutant's edit in the scratch copy; a resume must put the
+    unmutated module back (else every later mutant is tested on top of it: spurious kills)."""
+    tool = _tool()
+    module = tmp_path / "theory" / "m.py"
+    module.parent.mkdir()
+    module.write_text("def f(b):\n    return b >= 0\n")
+    (tmp_path / tool.PRISTINE).write_text(module.read_text())
+    assert tool.restore_pristine(tmp_path, "theory/m.py") is False          # nothing to restore
+    module.write_text("def f(b):\n    return b > 0\n")                       # the interrupted mutant
+    assert tool.restore_pristine(tmp_path, "theory/m.py") is True
+    assert module.read_text() == "def f(b):\n    return b >= 0\n"
+    assert tool.restore_pristine(tmp_path / "theory", "m.py") is False       # no pristine copy kept

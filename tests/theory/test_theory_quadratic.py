@@ -123,3 +123,49 @@ def test_worst_case_with_h_less_than_d_uses_the_null_space():
     with warnings.catch_warnings():
         warnings.simplefilter("error")        # float64 is on: no precision warning
         theory.worst_case_points_from_variables({"params": {"W": W, "w": 1.0, "b": -1.0}}, R=R)
+
+
+def test_worst_case_reports_the_extreme_alphas_and_defaults_to_R_1_3():
+    # alpha_max / alpha_min against NumPy's eigenvalues of WᵀW (w = 1, b = −1: α = eig(WᵀW)),
+    # on a square W with well-separated eigenvalues so a neighbour of the extreme cannot pass
+    rng = np.random.default_rng(2)
+    W = rng.standard_normal((6, 6))
+    eig = np.linalg.eigvalsh(W.T @ W)
+    assert np.min(np.diff(eig)) > 1e-3
+    wc = theory.worst_case_points(W, 1.0, -1.0)
+    assert float(wc.alpha_max) == pytest.approx(eig[-1], rel=1e-10)
+    assert float(wc.alpha_min) == pytest.approx(eig[0], rel=1e-10)
+    # the default outer radius is the paper's 1.3, here and from Flax variables
+    assert float(jnp.linalg.norm(wc.outer_x)) == pytest.approx(1.3, rel=1e-12)
+    wv = theory.worst_case_points_from_variables({"params": {"W": W, "w": 1.0, "b": -1.0}})
+    assert float(jnp.linalg.norm(wv.outer_x)) == pytest.approx(1.3, rel=1e-12)
+    assert float(wv.alpha_max) == pytest.approx(eig[-1], rel=1e-10)
+    # R is keyword-only: a positional fourth argument is a mistake, not a radius
+    with pytest.raises(TypeError):
+        theory.worst_case_points(W, 1.0, -1.0, 1.3)
+    with pytest.raises(TypeError):
+        theory.worst_case_points_from_variables({"params": {"W": W, "w": 1.0, "b": -1.0}}, 1.3)
+
+
+def test_fraction_in_range_default_radius_is_1_3():
+    # 1/1.3² = 0.592: of (0.3, 0.5, 0.9) only 0.9 is in range; a wider R would admit all three
+    alpha = jnp.array([0.3, 0.5, 0.9])
+    assert float(theory.fraction_in_range(alpha)) == pytest.approx(1 / 3)
+    assert not bool(theory.is_perfect(alpha))
+
+
+def test_alphas_refuse_a_W_that_is_not_a_matrix_and_b_zero_under_jit():
+    with pytest.raises(ValueError, match=r"W must have shape \(h, d\)"):
+        theory.alphas(jnp.ones(3), 1.0, -1.0)
+    with pytest.raises(ValueError, match=r"W must have shape \(h, d\)"):
+        theory.alphas(jnp.ones((2, 3, 4)), 1.0, -1.0)
+    # b = 0 is the edge of the refusal (b < 0 needed): NaN under jit, like b > 0
+    assert jnp.all(jnp.isnan(jax.jit(theory.alphas)(jnp.eye(3), 1.0, 0.0)))
+
+
+def test_ellipsoid_semi_axes_gradient_is_finite_where_the_axis_is_infinite():
+    # d/dα α^(−1/2) = −α^(−3/2)/2 for α > 0; an infinite axis (α <= 0) has gradient 0, not NaN:
+    # the inner where keeps 1/√α off α <= 0, where it (or its derivative) is NaN or inf
+    alpha = jnp.array([-0.5, 0.0, 0.25, 1.0, 4.0])
+    g = jax.grad(lambda a: jnp.sum(theory.ellipsoid_semi_axes(a)))(alpha)
+    np.testing.assert_allclose(g, [0.0, 0.0, -4.0, -0.5, -0.0625], rtol=1e-12)
