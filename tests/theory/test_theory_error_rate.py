@@ -1,6 +1,7 @@
 """theory.error_rate: exact tail probability vs closed forms, 50+-digit mpmath, Monte Carlo; CLT."""
 
 import math
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -57,8 +58,11 @@ def test_exact_is_zero_for_a_perfect_model_and_one_when_every_coefficient_is_bad
 
 @pytest.mark.parametrize("a", [1.0, 4.0, 1e-4, 1e4, 1e12, 1e-12])
 def test_exact_two_coefficients_closed_form(a):
-    # P[z₁² > a z₂²] = P[|Cauchy| > √a] = (2/π) atan(1/√a); tolerance: float64 rounding (observed ~1e-15)
-    p = theory.quadratic_form_positive_probability([1.0, -a])
+    # P[z₁² > a z₂²] = P[|Cauchy| > √a] = (2/π) atan(1/√a); tolerance: float64 rounding (observed ~1e-15).
+    # At a = 1 and 4 (P = 0.5, 0.30) both sides are integrated and must sum to 1 without the warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        p = theory.quadratic_form_positive_probability([1.0, -a])
     assert p == pytest.approx(2 / math.pi * math.atan(1 / math.sqrt(a)), rel=1e-12)
 
 
@@ -212,6 +216,13 @@ def test_importance_tilt_solves_the_saddlepoint_equation():
     # K'(θ) = Σ λ/(1 − 2λθ) = 0; tolerance: brentq's xtol
     assert abs(np.sum(lam / (1 - 2 * lam * theta))) < 1e-8
     assert theory.importance_tilt(np.r_[1.0, -0.1]) == 0.0        # E Q >= 0: not a rare event
+
+
+@pytest.mark.parametrize("l1,l2", [(0.1, -0.2), (0.3, -0.35), (2.0, -5.0)])
+def test_importance_tilt_two_coefficients_closed_form(l1, l2):
+    # K'(θ) = λ₁/(1 − 2λ₁θ) + λ₂/(1 − 2λ₂θ) = 0  ⇔  θ = (λ₁ + λ₂)/(4 λ₁ λ₂); E Q = λ₁ + λ₂ ranges
+    # from −0.05 to −3 (a small |E Q| keeps K' above −1 over the whole search); tolerance: brentq's xtol
+    assert theory.importance_tilt(np.r_[l1, l2]) == pytest.approx((l1 + l2) / (4 * l1 * l2), rel=1e-10)
 
 
 def test_mc_masks_the_last_chunk_and_does_not_recompile():
