@@ -84,14 +84,16 @@ def train(cfg: GoodfellowConfig, run_dir: RunDir, name: str, ds: idata.ImageData
           **settings_kw):
     """Train ``softmax``, ``maxout``, ``rbf`` or ``logreg`` (``name`` may add ``+variant``; the
     key is the base name's, so every variant starts from the same initialisation and minibatch
-    order), cached in the run directory. Returns ``(recipe, variables, info)``."""
-    base = name.split("+")[0]
+    order), cached in the run directory. ``maxout#k`` is another maxout network with a key of its
+    own (an ensemble member: another initialisation and order). Returns ``(recipe, variables, info)``."""
+    keyed = name.split("+")[0]
+    base = keyed.split("#")[0]
     paper_name = {"maxout": "maxout-240"}.get(base, base)
     recipe = im.paper_model(paper_name, maxout_units=cfg.maxout_units, maxout_pieces=cfg.maxout_pieces)
     lr = cfg.rbf_lr if base == "rbf" else cfg.lr
     settings = itrain.settings_for(recipe, epochs=cfg.epochs, batch=cfg.batch, lr=lr, **settings_kw)
     return train_cached(cfg, run_dir, name, ds.x_train, ds.y_train, progress=progress, recipe=recipe,
-                        settings=settings, key=model_key(cfg.seed, base))
+                        settings=settings, key=model_key(cfg.seed, keyed))
 
 
 def three_models(cfg: GoodfellowConfig, run_dir: RunDir, ds: idata.ImageDataset, *, progress: bool) -> dict:
