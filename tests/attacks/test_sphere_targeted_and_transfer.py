@@ -192,3 +192,18 @@ def test_predict_chunks_by_rows_whatever_the_feature_count():
     np.testing.assert_array_equal(attacks.predict(f, x, batch_size=3), np.argmax(np.asarray(x @ w.T), 1))
     attacks.predict(f, x[:6], batch_size=3)
     assert len(traces) == 1, traces
+
+
+@pytest.mark.usefixtures("float64")
+def test_sphere_nearest_refines_20_halvings_by_default_and_refuses_negative_refinement():
+    # float64: the bisection's last halvings (α·2⁻²⁰ ≈ 5e-8 here) are below float32 resolution
+    start = jnp.asarray(START, jnp.float64)
+    kw = dict(step_size=0.05, num_steps=200, mode="nearest", loss="margin")
+    default = attacks.sphere_pgd(linear3, start, jnp.asarray([0]), **kw)
+    twenty = attacks.sphere_pgd(linear3, start, jnp.asarray([0]), refine_steps=20, **kw)
+    nineteen = attacks.sphere_pgd(linear3, start, jnp.asarray([0]), refine_steps=19, **kw)
+    np.testing.assert_array_equal(default.x_adv, twenty.x_adv)
+    assert not np.array_equal(np.asarray(default.x_adv), np.asarray(nineteen.x_adv))
+    assert bool(default.success[0])
+    with pytest.raises(ValueError, match="refine_steps"):
+        attacks.sphere_pgd(linear3, START, jnp.asarray([0]), refine_steps=-1, step_size=0.05, num_steps=10)
