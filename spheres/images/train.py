@@ -7,6 +7,9 @@ resumes exactly from a checkpoint. The objective (`objective`) is
 
     data term  +  Σ_i λ_i Σ W_i² / k_i  (Szegedy's per-layer decay)  +  l1 · Σ |W|
 
+(the L1 sum over every weight matrix, or over the first ``l1_layers`` of them in forward order:
+Goodfellow §5's decay "on the first layer" of a maxout network is ``l1_layers=1``)
+
 with the data term chosen by ``TrainSettings.adversarial``:
 
 * ``"none"``: ``J(θ, x, y)``;
@@ -65,6 +68,7 @@ class TrainSettings:
     loss: Literal["softmax", "sigmoid", "rbf", "reconstruction"] = "softmax"
     weight_decay: tuple[float, ...] = (0.0,)
     l1: float = 0.0
+    l1_layers: int = 0
     adversarial: AdversarialKind = "none"
     eps: float = 0.25
     alpha: float = 0.5
@@ -80,6 +84,11 @@ class TrainSettings:
             raise ValueError(f"alpha must be in [0, 1] (got {self.alpha})")
         if self.eps < 0:
             raise ValueError(f"eps must be >= 0 (got {self.eps})")
+        if not (self.l1 >= 0 and np.isfinite(self.l1)):
+            raise ValueError(f"l1 must be >= 0 (got {self.l1})")
+        if isinstance(self.l1_layers, bool) or not isinstance(self.l1_layers, int) or self.l1_layers < 0:
+            raise ValueError(f"l1_layers must be an int >= 0: 0 for every layer, k for the first k "
+                             f"(got {self.l1_layers!r})")
         if self.adversarial == "logistic_closed_form" and self.loss != "sigmoid":
             raise ValueError("adversarial='logistic_closed_form' needs the binary 'sigmoid' loss")
 
@@ -166,7 +175,9 @@ def objective(model, settings: TrainSettings, params, x, y, key):
     if any(settings.weight_decay):
         reg = reg + weight_decay_penalty(params, settings.weight_decay)
     if settings.l1:
-        reg = reg + settings.l1 * sum(jnp.sum(jnp.abs(w)) for _, w in decayed_kernels(params))
+        kernels = decayed_kernels(params)
+        kernels = kernels[:settings.l1_layers] if settings.l1_layers else kernels
+        reg = reg + settings.l1 * sum(jnp.sum(jnp.abs(w)) for _, w in kernels)
     return data + reg, outputs
 
 
