@@ -207,3 +207,43 @@ def test_sphere_nearest_refines_20_halvings_by_default_and_refuses_negative_refi
     assert bool(default.success[0])
     with pytest.raises(ValueError, match="refine_steps"):
         attacks.sphere_pgd(linear3, START, jnp.asarray([0]), refine_steps=-1, step_size=0.05, num_steps=10)
+
+
+@pytest.mark.usefixtures("float64")
+def test_sphere_nearest_bisection_lands_on_the_dyadic_grid_above_the_exact_crossing():
+    """``nearest`` mode bisects the great-circle arc from the start to the first error point q over
+    t ∈ [0, 1]: after K halvings it returns the point at t_K = ⌈t*·2^K⌉ / 2^K, the first grid point
+    past the exact crossing t* of the boundary x₀ = x₁ of ``linear3`` (solved here by brentq on the
+    same arc). A large step (0.3) overshoots, so t* is well inside (0, 1)."""
+    from scipy import optimize
+
+    start = np.asarray(START[0], np.float64)
+    run = lambda k: np.asarray(attacks.sphere_pgd(linear3, jnp.asarray(start[None]), jnp.asarray([0]),   # noqa: E731
+                                                  step_size=0.3, num_steps=50, refine_steps=k).x_adv[0])
+    q = run(0)                                               # no halving: the first error point itself
+    assert np.argmax(q) == 1
+    angle = lambda a, b: math.atan2(np.linalg.norm(np.cross(a, b)), float(np.dot(a, b)))   # noqa: E731
+    theta = angle(start, q)
+    v = q - np.dot(q, start) * start
+    v /= np.linalg.norm(v)
+    on_arc = lambda t: math.cos(t * theta) * start + math.sin(t * theta) * v               # noqa: E731
+    t_star = optimize.brentq(lambda t: on_arc(t)[1] - on_arc(t)[0], 0.0, 1.0, xtol=1e-15)
+    assert 0.05 < t_star < 0.95
+    for k in (1, 2, 3, 5, 8, 13, 20):
+        x = run(k)
+        t_k = angle(start, x) / theta
+        assert t_k == pytest.approx(math.ceil(t_star * 2**k) / 2**k, abs=1e-9), k
+        assert x[1] > x[0]                                    # still an error, just past the boundary
+
+
+def test_sphere_refuses_zero_norm_rows_and_names_them_for_numpy_and_jax_input():
+    x = np.asarray([[1.0, 0.5, 0.0], [0.0, 0.0, 0.0], [0.3, 0.0, 1.0], [0.0, 0.0, 0.0]], np.float32)
+    for xs in (x, jnp.asarray(x)):
+        with pytest.raises(ValueError, match=r"zero norm in examples \[1, 3\]"):
+            attacks.sphere_pgd(linear3, xs, jnp.asarray([0, 0, 2, 0]), step_size=0.1, num_steps=3)
+    # the host (NumPy) and device (JAX) inputs take different norm paths to the same attack
+    ok = x[[0, 2]]
+    a = attacks.sphere_pgd(linear3, ok, jnp.asarray([0, 2]), step_size=0.05, num_steps=50)
+    b = attacks.sphere_pgd(linear3, jnp.asarray(ok), jnp.asarray([0, 2]), step_size=0.05, num_steps=50)
+    np.testing.assert_array_equal(a.x_adv, b.x_adv)
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(a.x_adv), axis=1), np.linalg.norm(ok, axis=1), rtol=1e-5)
