@@ -80,6 +80,23 @@ def test_importance_default_tilt_is_the_saddlepoint_and_any_valid_tilt_is_unbias
     assert 0.3 < default.num_hits / 4000 < 0.7
 
 
+def test_importance_interval_is_the_unbiased_sample_sd_of_the_weights():
+    """The importance interval is ``m ± z·s/√n`` with ``s²`` the unbiased (n − 1) sample variance of the
+    weighted indicators. The weights are recovered from runs of n = 1, 2, …, 6 with one key (the first
+    draws of a chunk do not depend on n: the rest are masked), W_k = k·rate_k − (k − 1)·rate_(k−1),
+    and the n = 6 interval rebuilt from them."""
+    alpha = np.r_[np.full(3, 1.6), np.full(47, 0.8)]
+    runs = [theory.mc_error_rate(alpha, n=k, key=jax.random.key(4), importance=True) for k in range(1, 7)]
+    rates = np.array([0.0] + [e.rate for e in runs])
+    w = np.array([k * rates[k] - (k - 1) * rates[k - 1] for k in range(1, 7)])
+    assert runs[-1].num_hits >= 2 and np.all(w >= -1e-12 * rates.max())   # weights of a tilted sample
+    n, m = 6, w.mean()
+    half = stats.norm.ppf(0.975) * math.sqrt(np.var(w, ddof=1) / n)
+    assert runs[-1].rate == pytest.approx(m, rel=1e-9)
+    assert runs[-1].upper == pytest.approx(m + half, rel=1e-6)
+    assert runs[-1].lower == pytest.approx(max(m - half, 0.0), abs=1e-6 * m)
+
+
 def test_importance_with_zero_tilt_is_plain_counting():
     # θ = 0: every weight is 1 and the likelihood ratio is 1, so the estimate is hits/n exactly.
     est = theory.mc_error_rate(ALPHA, n=3000, key=jax.random.key(5), importance=True, tilt=0.0)
@@ -88,7 +105,8 @@ def test_importance_with_zero_tilt_is_plain_counting():
     assert est.rate == pytest.approx(plain.rate, rel=1e-12)
 
 
-@pytest.mark.parametrize("tilt", [10.0, float("inf"), float("nan")])
+# λ_max = 0.6: the strip is θ < 1/(2·0.6) = 0.833; 0.9 and 1.5 are inside (0, 1/λ_max) but not the strip
+@pytest.mark.parametrize("tilt", [0.9, 1.5, 10.0, float("inf"), float("nan")])
 def test_tilt_outside_the_strip_is_refused(tilt):
     with pytest.raises(ValueError, match="tilt"):
         _importance(0.95, tilt=tilt)

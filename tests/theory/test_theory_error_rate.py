@@ -8,7 +8,7 @@ import jax.numpy as jnp
 import mpmath as mp
 import numpy as np
 import pytest
-from scipy import special
+from scipy import special, stats
 
 import theory
 from theory import error_rate as er
@@ -248,6 +248,15 @@ def test_mc_is_deterministic_for_a_key_and_validates():
 
 
 # ---------------------------------------------------------------- CLT
+
+
+@pytest.mark.parametrize("alpha", [[1.1, 0.95, 0.95, 0.95], [1.02, 0.99], [0.7, 1.3, 1.0]])
+def test_clt_with_a_small_spread_is_the_normal_cdf(alpha):
+    # σ = √(2 Σ λ²) well below 1 (0.19, 0.03, 0.6): P ≈ Φ(μ/σ) with λ = α − 1, against SciPy
+    lam = np.asarray(alpha) - 1.0
+    mu, sigma = lam.sum(), math.sqrt(2 * np.sum(lam**2))
+    assert sigma < 1
+    assert float(theory.clt_error_rate(jnp.asarray(alpha))) == pytest.approx(stats.norm.cdf(mu / sigma), rel=1e-12)
 
 
 def test_clt_formula_and_signs():
