@@ -136,9 +136,10 @@ def test_apgd_is_exact_on_a_linear_model(norm, dual, random_start):
     # L2 from a random start: the iterate's angle to w shrinks geometrically; after 100 steps it
     # is far below 1e-6, the margin used.  From x: the first step is exact.
     margin = 1e-6 if norm == "l2" and random_start else 1e-9
-    kw = dict(norm=norm, num_steps=100, random_start=random_start, key=KEY if random_start else None)
+    kw = dict(norm=norm, random_start=random_start, key=KEY if random_start else None)   # N = 100, the default
     above = attacks.apgd(f, x, y, eps=minimal * (1 + margin), **kw)
     below = attacks.apgd(f, x, y, eps=minimal * (1 - margin), **kw)
+    np.testing.assert_array_equal(above.num_steps, 100)      # the paper's N (one restart by default)
     assert above.success.all()
     assert not below.success.any()
     np.testing.assert_allclose(above.distance, minimal * (1 + margin), rtol=1e-12)
