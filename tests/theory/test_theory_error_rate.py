@@ -130,6 +130,14 @@ def test_exact_both_sides_relative_accurate():
             + theory.quadratic_form_positive_probability(-lam2)) == pytest.approx(1.0, abs=1e-14)
 
 
+def test_exact_log_is_keyword_only():
+    # a positional True would silently switch the result to log space
+    with pytest.raises(TypeError):
+        theory.quadratic_form_positive_probability([1.0, -4.0], True)
+    assert theory.quadratic_form_positive_probability([1.0, -4.0], log=True) == pytest.approx(
+        math.log(2 / math.pi * math.atan(0.5)), rel=1e-12)
+
+
 def test_exact_is_scale_invariant_and_vectorised():
     lam = _tail_pattern(0.05)
     p = theory.quadratic_form_positive_probability(lam)
