@@ -167,3 +167,35 @@ def test_first_update_is_a_projected_steepest_descent_step_of_length_one_over_ma
     x2, s2 = solver.update(x1, s1, None)
     np.testing.assert_allclose(x2, c, rtol=1e-12)
     assert int(s2.result) == LBFGSBResult.SUCCESS
+
+
+def _first_step(x0, **kw):
+    """One `update` of f(x) = Σx² from x0, no bounds: ``(x₁, state₁)``."""
+    solver = LBFGSB(lambda v: jnp.sum(v ** 2), **kw)
+    x0 = jnp.asarray(x0, jnp.float64)
+    return solver.update(x0, solver.init_state(x0, None), None)
+
+
+@pytest.mark.parametrize("x0, x1", [(0.5, 0.25), (0.25, 0.125)])
+def test_first_step_length_and_armijo_by_hand(x0, x1):
+    """With no curvature pair the search runs along d = −∇f = −2x₀ from t₀ = min(1, 1/max|d|), trials
+    β² = 1/4 apart. From x₀ = 0.5 (|d| = 1) and 0.25 (|d| = 0.5) the first trial, t = 1, lands on
+    −x₀: the same f, no decrease, so Armijo (f(x_t) ≤ f + c₁ ∇fᵀ(x_t − x)) refuses it; t = 1/4 gives
+    x₀/2, accepted. (A first step longer than 1 from 0.25 would land elsewhere.)"""
+    x, state = _first_step([x0])
+    assert float(x[0]) == x1 and float(state.value) == x1 ** 2
+    assert int(state.num_fun_evals) == 1 + 16 + 1             # init, the fixed trials, the accepted point
+
+
+def test_small_decrease_is_reported_and_result_codes_are_distinct():
+    # 0.25 → 0.0625 is a decrease of 0.1875 ≤ ftol·max(|f|, 1) = 0.5: stop with SMALL_DECREASE
+    _, state = _first_step([0.5], ftol=0.5)
+    assert int(state.result) == LBFGSBResult.SMALL_DECREASE
+    _, state = _first_step([0.5], ftol=0.1)
+    assert int(state.result) == LBFGSBResult.RUNNING
+    codes = {n: getattr(LBFGSBResult, n) for n in ("RUNNING", "SUCCESS", "SMALL_DECREASE", "MAX_STEPS",
+                                                    "LINESEARCH_FAILED", "NONFINITE")}
+    assert len(set(codes.values())) == 6
+    assert LBFGSBResult.NAMES == {-1: "running", 0: "success", 1: "small decrease", 2: "max steps",
+                                  3: "line search failed", 4: "nonfinite"}
+    assert LBFGSBResult.NAMES[codes["LINESEARCH_FAILED"]] == "line search failed"
