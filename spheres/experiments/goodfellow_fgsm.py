@@ -13,8 +13,8 @@ attacked as one model (`spheres.images.ensemble`), as in the paper's ensemble of
 
 Expected (quick, seed 0): at ε = 0.25 softmax errs on 100% (clean 21.2%), maxout on 98.6% (clean
 22.1%), the RBF on 86.3% with confidence on its mistakes 30.2% (softmax 86.0%), logistic regression
-on Sandal vs Ankle boot (5 vs 9) on 100% (clean 6.0%); the ensemble of 3 maxout networks on 97.2% of the examples made against
-it (clean 21.5%) and on 94.7% of member 0's own.
+on Sandal vs Ankle boot (5 vs 9) on 100% (clean 6.0%); the ensemble of 3 maxout networks on 97.2%
+of the examples made against it (clean 21.5%) and on 94.7% of member 0's own.
 """
 
 from __future__ import annotations
