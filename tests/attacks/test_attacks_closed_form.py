@@ -480,3 +480,35 @@ def test_transfer_error_rates():
         np.testing.assert_array_equal(res.errors[name], pred != np.asarray(y))
         np.testing.assert_allclose(res.error_rate[name], np.mean((pred != np.asarray(y))[:4]))
     np.testing.assert_array_equal(res.errors["source"], adv.success)
+
+
+def test_lbfgs_defaults_and_c_factor_validation():
+    """The documented defaults (c_init 1, 16 c rounds, c_factor 10, maxiter 100, tol 1e-5, ftol 2.2e-9,
+    m = 10, 4 trials) give exactly the explicit call's result; c_factor must exceed 1."""
+    f, W, b, x, y, _ = linear_softmax()
+    t = (y + 1) % W.shape[0]
+    explicit = dict(c_init=1.0, c_rounds=16, c_factor=10.0, maxiter=100, tol=1e-5, ftol=2.2e-9,
+                    history_size=10, num_linesearch=4, loss="ce")
+    a = attacks.lbfgs(f, x, t, bounds=None)
+    e = attacks.lbfgs(f, x, t, bounds=None, **explicit)
+    np.testing.assert_array_equal(a.x_adv, e.x_adv)
+    np.testing.assert_array_equal(a.num_steps, e.num_steps)
+    # c_factor moves the c bracket: another factor gives other iterates on this problem
+    other = attacks.lbfgs(f, x, t, bounds=None, **{**explicit, "c_factor": 11.0})
+    assert not np.array_equal(np.asarray(other.num_steps), np.asarray(a.num_steps))
+    for bad in (1.0, 0.5, -10.0):
+        with pytest.raises(ValueError, match="c_factor must be > 1"):
+            attacks.lbfgs(f, x, t, bounds=None, c_factor=bad)
+    # maxiter, history_size and ftol do not bind on this problem (every solve converges in fewer
+    # than 99 iterations, with fewer than 9 pairs): their documented values are checked as declared
+    import inspect
+
+    params = inspect.signature(attacks.lbfgs).parameters
+    assert {k: params[k].default for k in explicit} == explicit
+
+
+def test_lbfgs_default_box_deprecation_points_at_the_caller():
+    f, W, b, x, y, _ = linear_softmax()
+    with pytest.warns(DeprecationWarning, match="deprecated") as rec:
+        attacks.lbfgs(f, jnp.clip(x, 0.0, 1.0), (y + 1) % W.shape[0], c_rounds=1, maxiter=2)
+    assert rec[0].filename == __file__
