@@ -512,3 +512,19 @@ def test_lbfgs_default_box_deprecation_points_at_the_caller():
     with pytest.warns(DeprecationWarning, match="deprecated") as rec:
         attacks.lbfgs(f, jnp.clip(x, 0.0, 1.0), (y + 1) % W.shape[0], c_rounds=1, maxiter=2)
     assert rec[0].filename == __file__
+
+
+@pytest.mark.parametrize("logits, label", [([3.0, 1.0, -2.0, 0.5], 0), ([3.0, 1.0, -2.0, 0.5], 2),
+                                           ([0.2, 0.9, 0.1, -4.0, 0.3], 1), ([1.0, 2.0, 3.0], 1)])
+def test_dlr_loss_by_hand(logits, label):
+    """DLR(z, y) = −(z_y − max_{i≠y} z_i)/(z_π1 − z_π3 + 1e-12) (Croce & Hein eq. 6) on 3 to 5
+    classes, where the third-largest logit differs from the fourth; shift and scale invariant."""
+    from attacks import _base
+
+    z = np.asarray(logits, np.float64)
+    s = np.sort(z)[::-1]
+    want = -(z[label] - np.max(np.delete(z, label))) / (s[0] - s[2] + 1e-12)
+    got = float(_base.dlr_loss(jnp.asarray(z, jnp.float32), jnp.int32(label)))
+    assert got == pytest.approx(want, rel=1e-6)
+    moved = float(_base.dlr_loss(jnp.asarray(3.0 * z - 7.0, jnp.float32), jnp.int32(label)))
+    assert moved == pytest.approx(want, rel=1e-5)
