@@ -220,6 +220,9 @@ def apply_mutation(source: str, diff: str, line: int) -> str | None:
     body = [x for x in diff.splitlines() if not x.startswith(("---", "+++"))]
     old = [x[1:] for x in body if x.startswith("-")]
     new = [x[1:] for x in body if x.startswith("+")]
+    # a mutant of the last line also "changes" the empty string after the final newline
+    while len(old) > 1 and len(new) > 1 and old[-1] == new[-1] == "":
+        old, new = old[:-1], new[:-1]
     lines = source.splitlines(keepends=True)
     plain = [x.strip() for x in lines]
     want = [x.strip() for x in old]

@@ -499,6 +499,9 @@ def test_lbfgs_defaults_and_c_factor_validation():
     for bad in (1.0, 0.5, -10.0):
         with pytest.raises(ValueError, match="c_factor must be > 1"):
             attacks.lbfgs(f, x, t, bounds=None, c_factor=bad)
+    # the smallest settings are allowed: one stored pair, one trial step, one c round, one iteration
+    small = attacks.lbfgs(f, x, t, bounds=None, history_size=1, num_linesearch=1, c_rounds=1, maxiter=1)
+    assert small.x_adv.shape == x.shape
     # maxiter, history_size and ftol do not bind on this problem (every solve converges in fewer
     # than 99 iterations, with fewer than 9 pairs): their documented values are checked as declared
     import inspect

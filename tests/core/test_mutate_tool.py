@@ -58,3 +58,12 @@ def test_resume_restores_a_module_left_mutated_by_an_interrupted_run(tmp_path):
     assert tool.restore_pristine(tmp_path, "theory/m.py") is True
     assert module.read_text() == "def f(b):\n    return b >= 0\n"
     assert tool.restore_pristine(tmp_path / "theory", "m.py") is False       # no pristine copy kept
+
+
+def test_apply_mutation_of_the_last_line_of_a_file():
+    """cosmic-ray's diff of a module's last line also lists the empty string after the final newline."""
+    tool = _tool()
+    source = "x = 1\nCHUNK = 12\n"
+    diff = ("--- mutation diff ---\n--- a/m.py\n+++ b/m.py\n@@ -1,3 +1,3 @@\n x = 1\n-CHUNK = 12\n-\n"
+            "+CHUNK = 11\n+")
+    assert tool.apply_mutation(source, diff, 2) == "x = 1\nCHUNK = 11\n"
