@@ -168,10 +168,12 @@ def _c_search_by_rounds(f, xs, ts, *, c_rounds, maxiter, c_factor=10.0, num_line
     return best, steps.tolist()
 
 
-def test_attack_single_loop_equals_round_by_round_c_search():
+@pytest.mark.parametrize("c_rounds, maxiter", [(5, 30), (3, 2), (4, 1)])
+def test_attack_single_loop_equals_round_by_round_c_search(c_rounds, maxiter):
     """`attacks.lbfgs` runs every example's c rounds as one loop (restarting a finished solve in the
     same iteration); a round-by-round Python reference must give the same point and the same solver
-    iteration count (float64, same arithmetic: 1e-10)."""
+    iteration count (float64, same arithmetic: 1e-10). With maxiter 1 or 2 every solve runs to its
+    cap, so the loop's bound on an example's iterations (c_rounds·(maxiter + 1)) must not cut a round."""
     import attacks
 
     rng = np.random.default_rng(11)
@@ -179,10 +181,14 @@ def test_attack_single_loop_equals_round_by_round_c_search():
     f = lambda x: jnp.tanh(x @ W) @ V
     x = jnp.asarray(rng.uniform(0.2, 0.8, size=(5, 20)))
     t = (jnp.argmax(jax.vmap(f)(x), axis=1) + 1) % 4
-    res = attacks.lbfgs(f, x, t, c_rounds=5, maxiter=30)
-    ref, steps = _c_search_by_rounds(f, x, t, c_rounds=5, maxiter=30)
+    res = attacks.lbfgs(f, x, t, c_rounds=c_rounds, maxiter=maxiter, bounds=(0.0, 1.0))
+    ref, steps = _c_search_by_rounds(f, x, t, c_rounds=c_rounds, maxiter=maxiter)
     np.testing.assert_allclose(res.x_adv, ref, atol=1e-10)
-    assert [int(n) for n in res.num_steps] == steps and res.success.all()
+    assert [int(n) for n in res.num_steps] == steps
+    if maxiter == 30:
+        assert res.success.all()
+    else:
+        assert min(steps) == c_rounds * maxiter            # every round ran to its cap
 
 
 def test_has_aux_keeps_the_auxiliary_output_of_the_current_iterate():
