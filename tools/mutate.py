@@ -51,7 +51,7 @@ TESTS: dict[str, list[str]] = {
     "attacks/nearest.py": ["tests/attacks/test_attacks_closed_form.py", "tests/attacks/test_epsilons.py"],
     "attacks/search.py": ["tests/attacks/test_epsilons.py", "tests/attacks/test_attacks_closed_form.py",
                           "tests/attacks/test_attacks_validation.py"],
-    "attacks/_validate.py": ["tests/attacks/test_attacks_validation.py"],
+    "attacks/_validate.py": ["tests/attacks/test_attacks_validation.py", "tests/attacks/test_validate_unit.py"],
     "attacks/_model.py": ["tests/attacks/test_model_adapters.py"],
     "theory/binomial.py": ["tests/theory/test_binomial.py", "tests/theory/test_mc_interval_and_tilt.py"],
     "theory/error_rate.py": ["tests/theory/test_theory_error_rate.py", "tests/theory/test_mc_interval_and_tilt.py",
