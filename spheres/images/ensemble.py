@@ -30,6 +30,7 @@ import numpy as np
 import attacks
 
 from . import models as im
+from .evaluate import padded_chunks
 
 
 def stack_members(variables: Sequence) -> dict:
@@ -65,17 +66,6 @@ def _batched(module):
     return jax.jit(jax.vmap(ensemble_apply_fn(module), in_axes=(None, 0)))
 
 
-def _chunks(x: np.ndarray, batch: int):
-    """``x`` in chunks of ``batch`` rows, the last padded by repeating its final row, with the number
-    of real rows: one shape, one compilation."""
-    for s in range(0, x.shape[0], batch):
-        chunk = x[s:s + batch]
-        k = chunk.shape[0]
-        if k < batch:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - k, axis=0)])
-        yield chunk, k
-
-
 def ensemble_logits(module, stacked, x, *, batch: int = 1000) -> np.ndarray:
     """The ensemble's logits ``ℓ (N, 10)`` on images ``x (N, 28, 28)`` (host NumPy, chunks of ``batch``)."""
     x = np.asarray(x, np.float32)
@@ -83,7 +73,7 @@ def ensemble_logits(module, stacked, x, *, batch: int = 1000) -> np.ndarray:
         raise ValueError(f"ensemble_logits: empty input or no batch axis (x has shape {x.shape})")
     x = x.reshape(x.shape[0], -1)
     f = _batched(module)
-    return np.concatenate([np.asarray(f(stacked, c))[:k] for c, k in _chunks(x, min(batch, x.shape[0]))])
+    return np.concatenate([np.asarray(f(stacked, c))[:k] for c, k in padded_chunks(x, min(batch, x.shape[0]))])
 
 
 def ensemble_fgsm(module, stacked, x, y, eps, *, clip: bool, batch: int = 1000) -> np.ndarray:
@@ -99,7 +89,7 @@ def ensemble_fgsm(module, stacked, x, y, eps, *, clip: bool, batch: int = 1000) 
     f = ensemble_apply_fn(module)
     b = min(batch, shape[0])
     out = []
-    for (c, k), (cy, _) in zip(_chunks(xf, b), _chunks(y, b)):
+    for (c, k), (cy, _) in zip(padded_chunks(xf, b), padded_chunks(y, b)):
         res = attacks.fgsm(f, jnp.asarray(c), jnp.asarray(cy), eps=eps, bounds=(0.0, 1.0) if clip else None,
                            params=stacked)
         out.append(np.asarray(res.x_adv)[:k])

@@ -30,15 +30,18 @@ def predict_logits(model, variables, x, *, batch: int = 1000) -> np.ndarray:
     n = x.shape[0]
     if n == 0:
         raise ValueError("predict_logits: empty input")
-    b = min(batch, n)
-    out = []
-    for s in range(0, n, b):
-        chunk = x[s:s + b]
+    return np.concatenate([np.asarray(f(variables, chunk))[:k] for chunk, k in padded_chunks(x, min(batch, n))])
+
+
+def padded_chunks(x: np.ndarray, batch: int):
+    """``(chunk, k)``: ``x`` in chunks of ``batch`` rows, the last padded by repeating its final row,
+    with the number ``k`` of real rows (one shape, so a jitted function compiles once)."""
+    for s in range(0, x.shape[0], batch):
+        chunk = x[s:s + batch]
         k = chunk.shape[0]
-        if k < b:
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], b - k, axis=0)])
-        out.append(np.asarray(f(variables, chunk))[:k])
-    return np.concatenate(out)
+        if k < batch:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], batch - k, axis=0)])
+        yield chunk, k
 
 
 class Evaluation(NamedTuple):
