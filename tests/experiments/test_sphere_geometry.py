@@ -77,6 +77,26 @@ def test_dimension_sweep_rows_are_consistent(tmp_path):
     lo, hi = AROUND_60
     assert ("(reproduced" in row.ours) == (by_attack is not None and lo <= by_attack <= hi)
     assert f"any error is {first}" in row.note
+    by_sampling = next((r["d"] for r in s["rows"]
+                        if r["error_rate"]["inner"]["errors"] + r["error_rate"]["outer"]["errors"]), None)
+    assert (f"first errs at d = {by_sampling} (" in row.note if by_sampling is not None
+            else "finds no error at any d" in row.note)
+
+
+def test_dimension_sweep_note_separates_random_sampling_from_the_attack():
+    from spheres.experiments.sphere_dimension_sweep import paper_rows
+
+    def row(d, e, found):
+        rate = {"errors": e, "n": 1_000_000}
+        return {"d": d, "error_rate": {"inner": rate, "outer": {"errors": 0, "n": 1_000_000}},
+                "attack_found": found, "start_errors": 0, "errors_found": bool(e or found)}
+
+    s = {"rows": [row(20, 0, 0), row(40, 0, 170), row(60, 5, 200), row(80, 0, 200), row(200, 30, 200)],
+         "smallest_d_with_errors": 40}
+    r = paper_rows(s)[0]
+    assert r.ours.startswith("d = 40 by the attack (reproduced; one seed, 5 dims)")
+    assert "first errs at d = 60 (5 in 2,000,000 points) and finds none again at d = 80:" in r.note
+    assert r.note.endswith("the smallest d with any error is 40")
 
 
 def test_report_has_paper_rows_and_figures(evd, tmp_path):
