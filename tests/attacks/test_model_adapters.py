@@ -242,3 +242,64 @@ def test_targeted_attacks_need_targets():
         attacks.pgd(mlp_apply, x, eps=EPS, key=KEY, targeted=True, params=p)
     with pytest.raises(ValueError, match="targeted: pass the target labels"):
         attacks.lbfgs(mlp_apply, x, None, params=p, bounds=None)
+
+
+# --------------------------------------------------------------------------- output-shape rules
+
+from attacks import _model  # noqa: E402
+
+X3 = jnp.zeros((5, 3))
+
+
+def classes(fn, **kw):
+    return _model.num_classes(_model.resolve(attacks.Model(fn, **kw) if kw else fn), X3)
+
+
+def test_output_shapes_each_declaration_accepts():
+    """Binary logit or K >= 2 scores, per example or per batch (PROBE_BATCH = 2 rows)."""
+    assert classes(lambda x: x.sum()) == 2                               # per example: scalar
+    assert classes(lambda x: x[:2]) == 2                                 # (2,): K = 2
+    assert classes(lambda x: x) == 3                                     # (3,): K = 3
+    assert classes(lambda x: x.sum(-1), batched=True) == 2               # (B,): binary
+    assert classes(lambda x: x[:, :2], batched=True) == 2                # (B, 2)
+    assert classes(lambda x: x, batched=True) == 3                       # (B, 3)
+    assert attacks.Model.from_nnx(NNXMLP(trained_mlp()[0])).batched is True   # NNX: batched default
+
+
+def test_output_shapes_each_declaration_refuses():
+    with pytest.raises(ValueError, match=r"K >= 2 class scores for ONE example.*returned shape \(1,\)"):
+        classes(lambda x: x[:1])                                         # one class score
+    with pytest.raises(ValueError, match=r"returned shape \(1, 3\)"):
+        classes(lambda x: x[None])                                       # a batch axis of one
+    with pytest.raises(ValueError, match=r"returned \(2, 1\)\.$"):      # (B, 1): no "ONE example" hint
+        classes(lambda x: x[:, :1], batched=True)
+    with pytest.raises(ValueError, match=r"returned \(3,\)\. That is the shape of ONE example"):
+        classes(lambda x: x[0], batched=True)
+    with pytest.raises(ValueError, match=r"returned None\.$"):          # not an array at all
+        classes(lambda x: (x, x), batched=True)
+
+
+def test_unhashable_function_is_named_and_unhashable_params_structure_still_works():
+    class Logits:
+        __hash__ = None
+
+        def __call__(self, x):
+            return x
+
+    with pytest.raises(TypeError, match=r"logit function \(Logits\) is not hashable"):
+        _model.resolve(Logits())
+
+    @jax.tree_util.register_pytree_node_class
+    class ListAux:                      # its static part (a list) is unhashable: no shape cache
+        def __init__(self, w, tag):
+            self.w, self.tag = w, tag
+
+        def tree_flatten(self):
+            return (self.w,), list(self.tag)
+
+        @classmethod
+        def tree_unflatten(cls, aux, leaves):
+            return cls(leaves[0], aux)
+
+    params = ListAux(jnp.ones((3, 4)), ["a"])
+    assert classes(lambda p, x: x @ p.w, params=params) == 4
