@@ -35,6 +35,7 @@ def test_check_alpha_names_how_many_entries_are_bad():
     (0.0, True, True), (1.0, True, True), (0.5, True, True), (-1e-12, True, False), (1 + 1e-12, True, False),
     (0.0, False, False), (1.0, False, False), (0.5, False, True), (1e-300, False, True),
     (np.nan, True, False), (np.inf, False, False),
+    (-0.5, False, False), (1.5, False, False), (-0.5, True, False), (1.5, True, False),   # outside, both ends
 ])
 def test_check_unit_interval_edges(x, closed, ok):
     if ok:
@@ -97,3 +98,11 @@ def test_float32_warning_points_at_the_caller_of_the_theory_function():
         assert rec[0].filename == __file__
     finally:
         jax.config.update("jax_enable_x64", prev)
+
+
+def test_options_are_keyword_only():
+    """``closed`` and ``min_ndim`` are keyword-only: a third positional argument is refused."""
+    with pytest.raises(TypeError):
+        c.check_unit_interval(0.5, "p", False)
+    with pytest.raises(TypeError):
+        c.as_float64_array([1.0], "lam", 1)
