@@ -4,6 +4,8 @@ and ``max_steps`` caps each example, not the batch.  Exact integer arithmetic: n
 
 from __future__ import annotations
 
+import jax
+import jax.extend.core
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -69,3 +71,31 @@ def test_pool_with_and_without_the_packed_tail(slots):
     res = run_pool(TOY, double, None, None, {"x": jnp.asarray(x)}, slots=slots, max_steps=100)
     np.testing.assert_array_equal(res.num_steps, need.astype(np.int32))
     np.testing.assert_array_equal(res.x_adv, 2.0 * x * need[:, None])
+
+
+def _while_carry_sizes(jaxpr):
+    """The slot count (length of the carried ``idx``) of every while loop, in program order."""
+    sizes = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "while":
+            start = eqn.params["cond_nconsts"] + eqn.params["body_nconsts"]
+            sizes.append(eqn.invars[start].aval.shape[0])
+        for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+            sizes += _while_carry_sizes(sub)
+    return sizes
+
+
+@pytest.mark.parametrize("slots, tail_min_slots, phases", [
+    (1, 1, [1]),            # fewer than 2 slots: one phase whatever the threshold
+    (3, 4, [3]),            # below the threshold: one phase
+    (3, 2, [3, 1]),         # at or above it: P slots, then the tail in max(1, P // 4)
+    (8, 2, [8, 2]),
+    (40, 8, [40, 10]),
+])
+def test_pool_phases_and_packed_tail_width(slots, tail_min_slots, phases):
+    """The module's promise about its loops, read off the compiled program: one loop below
+    ``max(2, tail_min_slots)`` slots, else a second loop over ``max(1, P // 4)`` packed slots."""
+    x = jnp.ones((40, 2))
+    jaxpr = jax.make_jaxpr(lambda b: run_pool(TOY, double, None, None, b, slots=slots, max_steps=5,
+                                              tail_min_slots=tail_min_slots))({"x": x})
+    assert _while_carry_sizes(jaxpr.jaxpr) == phases
