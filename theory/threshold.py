@@ -215,10 +215,8 @@ def _optimal_exact(k, d, R, criterion):
         return math.inf, -math.inf, float(_exact_log_outer(k, d, 1.0, 0.0, R))
     else:
         L = -2.0 * k * math.log(R) / (d - k - 2)
-        shrink = math.log1p(-math.exp(L) / (R * R))
-        log_b = math.log(-math.expm1(L)) - shrink
-        log_1mb = L + math.log1p(-1.0 / (R * R)) - shrink
-        v = log_b - log_1mb
+        # 1 − b = e^L (1 − 1/R²)/(1 − e^L/R²): the common denominator cancels in v = logit(b)
+        v = math.log(-math.expm1(L)) - L - math.log1p(-1.0 / (R * R))
     return v, float(_exact_log_inner(k, d, v)), float(log_out_v(v))
 
 

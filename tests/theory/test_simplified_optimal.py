@@ -69,6 +69,32 @@ def test_exact_rate_far_tail_matches_mpmath(k, d, b):
     assert got_out == pytest.approx(ref_out, abs=1e-10)
 
 
+@pytest.mark.parametrize("k,d,b", [(3, 10, 1e-305), (1, 500, 5e-310), (40, 100, 1e-301)])
+def test_exact_outer_rate_where_b_over_r2_underflows(k, d, b):
+    """Below x = b/R² = 1e-300 the outer rate is I_x's leading term x^a (1−x)^c / (a B(a, c)), the
+    route that keeps it finite in log space; against 50-digit mpmath (x subnormal included)."""
+    with mp.workdps(50):
+        a, c = mp.mpf(k) / 2, mp.mpf(d - k) / 2
+        ref = float(mp.log(mp.betainc(a, c, 0, mp.mpf(b) / mp.mpf(R) ** 2, regularized=True)))
+    got = float(theory.threshold_error_rate(k, d, b, sphere="outer", R=R, log=True))
+    assert ref < -300                                       # far below float64's range as a rate
+    # tolerance: 1e-9 absolute in log P; the terms dropped are O((a + c) x) < 1e-290, and a subnormal
+    # b carries ~3 digits less than a normal one (5e-310 is exact to ~1e-5 relative: log error 1e-5)
+    assert got == pytest.approx(ref, abs=1e-9 if b > 1e-300 else 2e-5)
+
+
+@pytest.mark.parametrize("b", [1.0, 1.2, 1.5, 1.68])
+@pytest.mark.parametrize("k,d", [(1, 2), (3, 10)])
+def test_exact_outer_rate_for_b_between_1_and_r2(k, d, b):
+    """For 1 <= b < R² the inner rate is 0 and the outer one is still the Beta tail P[Beta < b/R²]
+    (small d, so that it is visibly below 1 up to b = R²)."""
+    assert theory.threshold_error_rate(k, d, b, sphere="inner", R=R) == 0.0
+    got = theory.threshold_error_rate(k, d, b, sphere="outer", R=R)
+    assert got < 1 - 1e-9
+    assert got == pytest.approx(stats.beta.cdf(b / R**2, k / 2, (d - k) / 2), rel=1e-10)
+    assert theory.threshold_error_rate(k, d, R**2 * 1.001, sphere="outer", R=R) == 1.0
+
+
 @pytest.mark.parametrize("k,d,b", [(3, 10, 0.4), (50, 100, 0.62), (1500, 3000, 0.6), (10, 1000, 0.05)])
 @pytest.mark.parametrize("sphere", ["inner", "outer"])
 def test_exact_rate_matches_the_existing_exact_functions(k, d, b, sphere):
@@ -136,7 +162,8 @@ def test_k_equals_d_rates():
     assert clt == pytest.approx(special.ndtr(-math.sqrt(d / 2)), rel=1e-12)
     for method in ("clt", "exact"):
         opt = theory.optimal_threshold(d, d, R=R, method=method)
-        assert 1 < opt.b < R**2
+        assert opt.b == pytest.approx(((1 + R) / 2) ** 2, rel=1e-15)     # midway in radius
+        assert opt.one_minus_b == pytest.approx(1.0 - opt.b, abs=1e-15)
     assert theory.optimal_threshold(d, d, R=R, method="exact").log10_error == -math.inf
 
 
@@ -165,6 +192,7 @@ def test_optimal_threshold_is_the_minimum_on_a_dense_grid(k, d, method, criterio
     assert opt.log10_outer == pytest.approx(float(at_b[1]), abs=1e-8)
     assert opt.log10_error == pytest.approx(float(objective(*at_b, criterion)), abs=1e-8)
     assert opt.inner_rate == pytest.approx(10**opt.log10_inner, rel=1e-12)
+    assert opt.one_minus_b == pytest.approx(1.0 - opt.b, abs=1e-15)     # b <= R² < 2: 1 ulp of b
 
 
 @pytest.mark.parametrize("method", ["clt", "exact"])
