@@ -219,3 +219,56 @@ def test_model_bound_reports_what_it_skips():
     v = QuadraticNet(hidden=4).init(jax.random.key(0), jnp.ones((1, 3)))
     res = theory.model_lipschitz_bound(v)
     assert set(res.skipped) == {"W", "w", "b"} and res.per_layer == {}
+
+
+def _smallest_no_wrap_grid(n, k, s, padding):
+    """By search over the definition: the smallest multiple g >= n of s such that, with the input
+    embedded at 0..n−1 of a circular grid of g, every index an output reads (s·i + u − lo) lands on
+    itself when it is inside the input and on a zero (n..g−1) when it is not."""
+    if padding == "SAME":
+        out = -(-n // s)
+        lo = max((out - 1) * s + k - n, 0) // 2
+    else:
+        out, lo = (n - k) // s + 1, 0
+    reads = [s * i + u - lo for i in range(out) for u in range(k)]
+    g = s * -(-n // s)
+    while not all((j % g == j) if 0 <= j < n else (n <= j % g) for j in reads):
+        g += s
+    return g, lo
+
+
+def test_zero_padding_grid_is_the_smallest_without_wrap_around():
+    from theory.lipschitz import _grid_and_anchor
+
+    for padding in ("SAME", "VALID"):
+        for n in range(1, 13):
+            for k in range(1, 7):
+                for s in (1, 2, 3):
+                    if padding == "VALID" and k > n:
+                        continue
+                    assert _grid_and_anchor(n, k, s, padding) == _smallest_no_wrap_grid(n, k, s, padding), \
+                        (n, k, s, padding)
+
+
+def test_valid_convolution_with_one_output_position():
+    kernel = np.random.default_rng(5).standard_normal((3, 3, 2, 2))
+    bound = float(theory.conv_lipschitz(kernel, input_shape=(3, 3), padding="VALID"))
+    # kernel = input: no read leaves the input, so the grid is the input itself and the bound is the
+    # circular layer's norm on it (a shift of the anchor is an isometry); the one-position VALID
+    # layer is that layer's first output row block, so it lies below (tolerance: rounding)
+    assert bound == pytest.approx(matrix_norm(conv_matrix(kernel, 1, 3, 3, "CIRCULAR")), rel=1e-12)
+    assert matrix_norm(conv_matrix(kernel, 1, 3, 3, "VALID")) <= bound * (1 + 1e-12)
+
+
+def test_kernel_of_another_rank_is_skipped_by_name():
+    params = {"params": {"conv1d": {"kernel": jnp.ones((3, 2, 2)), "bias": jnp.zeros(2)},
+                         "dense": {"kernel": 2.0 * jnp.eye(2)}}}
+    res = theory.model_lipschitz_bound(params)
+    assert "conv1d/kernel" in res.skipped and res.per_layer == {"dense": pytest.approx(2.0)}
+
+
+def test_power_iteration_with_zero_iterations_is_the_start():
+    """num_iters = 0 is allowed: ‖A v₀‖ for the normalised random start (here A = 2·I: exactly 2)."""
+    got = float(theory.operator_norm_power_iteration(lambda x: 2.0 * x, (5,), key=jax.random.key(1),
+                                                     num_iters=0))
+    assert got == pytest.approx(2.0, rel=1e-12)
