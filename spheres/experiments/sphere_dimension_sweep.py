@@ -155,5 +155,5 @@ def _random_sampling_note(rows: list[dict]) -> str:
     again = [r["d"] for r in rows if r["d"] > first["d"] and errs(r) == 0]
     if again:
         text += (f" and finds none again at d = {', '.join(map(str, again))}: a handful of errors in "
-                 f"~10⁶ points cannot be told from none")
+                 f"{first['error_rate']['inner']['n']:,} points per sphere cannot be told from none")
     return text
