@@ -53,10 +53,9 @@ def max_map_count() -> int:
 def relieve_map_pressure(fraction: float = 0.4) -> bool:
     """Drop JAX's compiled executables once mappings pass ``fraction`` of the kernel's limit.
 
-    Every XLA:CPU executable holds about a dozen memory mappings for as long as JAX's caches keep
-    it (measured: 60 executables, 512 → 1,288 mappings; ``jax.clear_caches()`` gives them back).
-    An mmap that fails inside the LLVM compiler is a segmentation fault, not an exception. Returns
-    whether it cleared.
+    Every XLA:CPU executable holds about a dozen memory mappings for as long as JAX's caches keep it;
+    ``jax.clear_caches()`` gives them back. A backstop inside one test file (see
+    ``pytest_runtest_teardown``). Returns whether it cleared.
     """
     n = memory_map_count()
     if n is None or n < fraction * max_map_count():
@@ -69,14 +68,10 @@ def relieve_map_pressure(fraction: float = 0.4) -> bool:
 def pytest_runtest_teardown(item, nextitem):
     """Each xdist worker starts every test file with JAX's caches empty.
 
-    Twice in CI a worker died with a segmentation fault inside XLA:CPU's compiler
-    (``backend_compile_and_load``), both times compiling ``theory.certify_l2`` in
-    ``test_dimension_sweep_rows_are_consistent`` at 91-96 % of the run, i.e. in a process that had
-    compiled a thousand programs before. The same test never crashed in a fresh process (16 runs,
-    4 at a time under load). Which of that state XLA trips over is not identified (a full run's
-    worker peaks at ~19,000 memory mappings, below the 65,530 limit), so a worker drops its compiled
-    executables between files: later tests only recompile what they use, and no process carries
-    more than one file's executables, the state in which the crash was never seen.
+    A worker that has compiled over a thousand programs can die with a segmentation fault inside
+    XLA:CPU's compiler (``backend_compile_and_load``) at a test that passes in a fresh process; which
+    of the accumulated state XLA trips over is not identified (docs/design.md, "Compilation cache").
+    So no worker keeps more than one file's executables; later files only recompile what they use.
     """
     if nextitem is None or nextitem.path != item.path:
         jax.clear_caches()

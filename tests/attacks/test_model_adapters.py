@@ -14,7 +14,7 @@ from _attack_models import D, K, mlp_apply, trained_mlp
 from flax import nnx
 
 import attacks
-from attacks import _base
+from attacks import _base, _model
 
 KEY = jax.random.key(0)
 EPS = 0.4
@@ -245,8 +245,6 @@ def test_targeted_attacks_need_targets():
 
 
 # --------------------------------------------------------------------------- output-shape rules
-
-from attacks import _model  # noqa: E402
 
 X3 = jnp.zeros((5, 3))
 

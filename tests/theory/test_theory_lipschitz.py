@@ -31,6 +31,17 @@ def zero_padded_conv_op(kernel, stride, padding):
                                               dimension_numbers=("NHWC", "HWIO", "NHWC"))[0]
 
 
+def outputs_and_anchor(n, k, s, padding):
+    """Output count and anchor ``lo`` along one axis (output i reads inputs s·i + u − lo); SAME is
+    lax's convention (the smaller half of the padding before)."""
+    if padding == "CIRCULAR":
+        return n // s, (k - 1) // 2
+    if padding == "SAME":
+        out = -(-n // s)
+        return out, max((out - 1) * s + k - n, 0) // 2
+    return (n - k) // s + 1, 0
+
+
 def conv_matrix(kernel, stride, H, W, padding="CIRCULAR"):
     """The layer as an explicit matrix, built in NumPy from the definition of a strided correlation
     ``y[i, j, o] = Σ_{u,v,c} x[s_h i + u − lo_h, s_w j + v − lo_w, c] K[u, v, c, o]`` with circular
@@ -38,16 +49,7 @@ def conv_matrix(kernel, stride, H, W, padding="CIRCULAR"):
     K = np.asarray(kernel)
     kh, kw, cin, cout = K.shape
     sh, sw = (stride, stride) if isinstance(stride, int) else stride
-
-    def axis(n, k, s):
-        if padding == "CIRCULAR":
-            return n // s, (k - 1) // 2
-        if padding == "SAME":
-            out = -(-n // s)
-            return out, max((out - 1) * s + k - n, 0) // 2
-        return (n - k) // s + 1, 0
-
-    (oh, lo_h), (ow, lo_w) = axis(H, kh, sh), axis(W, kw, sw)
+    (oh, lo_h), (ow, lo_w) = outputs_and_anchor(H, kh, sh, padding), outputs_and_anchor(W, kw, sw, padding)
     M = np.zeros((oh, ow, cout, H, W, cin))
     for i in range(oh):
         for j in range(ow):
@@ -225,11 +227,7 @@ def _smallest_no_wrap_grid(n, k, s, padding):
     """By search over the definition: the smallest multiple g >= n of s such that, with the input
     embedded at 0..n−1 of a circular grid of g, every index an output reads (s·i + u − lo) lands on
     itself when it is inside the input and on a zero (n..g−1) when it is not."""
-    if padding == "SAME":
-        out = -(-n // s)
-        lo = max((out - 1) * s + k - n, 0) // 2
-    else:
-        out, lo = (n - k) // s + 1, 0
+    out, lo = outputs_and_anchor(n, k, s, padding)
     reads = [s * i + u - lo for i in range(out) for u in range(k)]
     g = s * -(-n // s)
     while not all((j % g == j) if 0 <= j < n else (n <= j % g) for j in reads):
