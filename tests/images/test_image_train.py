@@ -10,7 +10,7 @@ import pytest
 import attacks
 import theory
 from spheres.images import data as idata, models as im, train as itrain
-from spheres.images.evaluate import evaluate
+from spheres.images.evaluate import evaluate, padded_chunks
 from spheres.results import RunDir
 from spheres.sphere.train import NonFiniteError
 
@@ -218,3 +218,15 @@ def test_l1_decay_on_the_first_layers_only(layers):
 def test_l1_layers_is_validated(bad):
     with pytest.raises(ValueError, match="l1_layers must be an int"):
         itrain.TrainSettings(l1=0.1, l1_layers=bad).validate()
+
+
+def test_padded_chunks_pad_the_last_chunk_with_its_final_row():
+    x = np.arange(7 * 2).reshape(7, 2)
+    chunks = list(padded_chunks(x, 3))
+    assert [k for _, k in chunks] == [3, 3, 1] and all(c.shape == (3, 2) for c, _ in chunks)
+    np.testing.assert_array_equal(np.concatenate([c[:k] for c, k in chunks]), x)   # the real rows, in order
+    np.testing.assert_array_equal(chunks[-1][0], [[12, 13]] * 3)                  # padding repeats row 6
+    assert [k for _, k in padded_chunks(x, 7)] == [7]
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="batch must be an int >= 1"):
+            list(padded_chunks(x, bad))
