@@ -313,6 +313,60 @@ def test_paper_example_interpretations_are_what_they_say():
     assert g["log10_inner"] == pytest.approx(g["log10_outer"], rel=1e-9)   # b balances the two
 
 
+def _lambda_moments(k, d, b, r2):
+    """``(μ, σ²)`` of ``Σ λᵢ gᵢ²`` written out coordinate by coordinate: ``α = 1/b`` on ``k``, 0 elsewhere;
+    inner ``λ = α − 1``, outer ``λ = 1 − α r2`` (Gilmer Prop. 4.1 with its typos corrected)."""
+    alpha = np.concatenate([np.full(k, 1.0 / b), np.zeros(d - k)])
+    lam_in, lam_out = alpha - 1.0, 1.0 - alpha * r2
+    return (lam_in.sum(), 2.0 * np.sum(lam_in**2)), (lam_out.sum(), 2.0 * np.sum(lam_out**2))
+
+
+def test_paper_example_variant_readings_follow_their_definitions():
+    """Each variant row's rates, recomputed at its reported b from the reading's own formula, and the
+    balance that chose b (both spheres' rates equal). Tolerance 1e-9 relative: the rows solve for b with
+    brentq to 1e-13 in logit(b), and the recomputation sums λ in another order."""
+    k, d, r2 = 1500, 3000, R * R
+    rows = {r["name"]: r for r in paper_example_interpretations(d, k, R=R)}
+    assert "CLT" in rows["clt-optimal-max"]["description"] and "exact" in rows["exact-optimal-max"]["description"]
+    assert "CLT" not in rows["exact-optimal-sum"]["description"]
+
+    # printed sign typo: 1 − Φ(μ/σ) = Φ(−μ/σ)
+    row = rows["typo-sign"]
+    (m_in, v_in), (m_out, v_out) = _lambda_moments(k, d, row["b"], r2)
+    assert row["log10_inner"] == pytest.approx(stats.norm.logcdf(-m_in / math.sqrt(v_in)) / LN10, rel=1e-9)
+    assert row["log10_outer"] == pytest.approx(stats.norm.logcdf(-m_out / math.sqrt(v_out)) / LN10, rel=1e-9)
+    assert row["log10_inner"] == pytest.approx(row["log10_outer"], rel=1e-9)
+
+    # printed σ typo: z = μ / (2 Σ λᵢ²), no square root
+    row = rows["typo-sigma"]
+    (m_in, v_in), (m_out, v_out) = _lambda_moments(k, d, row["b"], r2)
+    assert row["log10_inner"] == pytest.approx(stats.norm.logcdf(m_in / v_in) / LN10, rel=1e-9)
+    assert row["log10_outer"] == pytest.approx(stats.norm.logcdf(m_out / v_out) / LN10, rel=1e-9)
+    assert row["log10_inner"] == pytest.approx(row["log10_outer"], rel=1e-9)
+
+    # independent Gaussian coordinates, normal approximation: S = χ²_k r²/d ≈ N(r²k/d, 2r⁴k/d²)
+    row = rows["gauss-clt"]
+    inner = stats.norm(k / d, math.sqrt(2 * k) / d)
+    outer = stats.norm(r2 * k / d, r2 * math.sqrt(2 * k) / d)
+    assert row["log10_inner"] == pytest.approx(inner.logsf(row["b"]) / LN10, rel=1e-9)
+    assert row["log10_outer"] == pytest.approx(outer.logcdf(row["b"]) / LN10, rel=1e-9)
+    assert row["log10_inner"] == pytest.approx(row["log10_outer"], rel=1e-9)
+
+    # α R in place of α R²: Prop. 4.1 with outer λ = 1 − α R, at the b where the two CLT rates are equal
+    row = rows["clt-R-not-squared"]
+    (m_in, v_in), (m_out, v_out) = _lambda_moments(k, d, row["b"], R)
+    assert row["log10_inner"] == pytest.approx(stats.norm.logcdf(m_in / math.sqrt(v_in)) / LN10, rel=1e-9)
+    assert row["log10_outer"] == pytest.approx(stats.norm.logcdf(m_out / math.sqrt(v_out)) / LN10, rel=1e-9)
+    assert row["log10_inner"] == pytest.approx(row["log10_outer"], rel=1e-9)
+    assert row["log10_reported"] == max(row["log10_inner"], row["log10_outer"])
+
+
+def test_half_input_dims_are_the_issue_table():
+    """The table's dimensions are the ones the paper's example and the issue's table name."""
+    from theory.simplified_optimal import HALF_INPUT_DIMS
+    assert HALF_INPUT_DIMS == (100, 500, 1000, 2000, 3000)
+
+
 # --------------------------------------------------------------------------------------------------
 # Validation
 # --------------------------------------------------------------------------------------------------
