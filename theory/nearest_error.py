@@ -28,9 +28,12 @@ point's in ``(0, −1/γ_min)``. With ``γ_max <= 0`` and ``κ = 1`` the quadric
 **Solver.** Near the pole ``λ → −1/γₚ`` (``p`` the pivot: the largest ``γ`` for class 0, the
 smallest for class 1 when it is negative) ``1 + λγₚ`` cancels, so the unknown is ``t = 1 + λγₚ ∈ (0, 1]``
 with ``1 + λγᵢ = eᵢ + bᵢ t``, ``eᵢ = (αₚ − αᵢ)/γₚ`` (differences of the given ``α``, exact for repeated
-ones), ``bᵢ = γᵢ/γₚ``. A class-1 point with every ``γᵢ >= 0`` has no pole: ``t = λ ∈ (0, ‖z₊‖]``. In
+ones), ``bᵢ = γᵢ/γₚ``. A class-1 point with every ``γᵢ >= 0`` has no pole: ``t = λ``, bracketed by
+``0`` and ``min(‖z₊‖²/4κ, (Σ_{γᵢ>0} zᵢ²/γᵢ κ⁻¹)^{1/2})`` (each term ``γᵢzᵢ²/(1 + λγᵢ)²`` is at most
+``zᵢ²/4λ`` and at most ``zᵢ²/λ²γᵢ``). In
 either case ``q g`` splits into ``A(t) − B(t)`` with ``A = Σ_{qγᵢ>0} |γᵢ| zᵢ²/(eᵢ + bᵢt)²`` decreasing
-and convex, ``B = Σ_{qγᵢ<0} (…) + qκ`` non-decreasing, and Newton's method runs on
+and convex, ``B = Σ_{qγᵢ<0} (…)`` non-decreasing, ``κ`` added to ``B`` (``q = 1``) or to ``A`` (``q = −1``) so
+neither is a difference, and Newton's method runs on
 ``ψ = A^{−1/2} − B^{−1/2}`` (Moré & Sorensen's reciprocal form: ``A^{−1/2}`` is concave and almost
 linear near the pole, so a root at ``t ~ 1e-150`` takes a few steps) inside a bracket kept by the
 sign of ``A − B``, bisecting (geometrically when the bracket spans decades) whenever a step leaves
@@ -39,6 +42,12 @@ it. The start is the better of ``√(w_J/B(1))`` (the pivot term alone exceeds `
 Newton step is below ``2⁻³⁰`` relative (quadratic convergence leaves an error ~``2⁻⁶⁰``), steps back
 onto a bracket end (rounding noise), or the bracket is ``4 eps`` wide; ``max_iter`` caps it. About
 four steps at ``d = 500``.
+
+``t`` resolves the root only near the pole: where it is near 1 (``λ`` far from the pole, as when
+``|γₚ|`` is tiny beside the other ``γᵢ``: a zero ``α`` carrying rounding noise, or a huge ``r``), ``1 + λγᵢ``
+would be formed from ``t`` with an absolute error of ``eps``. So the sign of ``A − B`` at ``t = 1/2``
+picks the unknown: ``t ∈ (0, 1/2]``, or ``s = 1 − t = −λγₚ ∈ [0, 1/2]`` with
+``c(1 + λγᵢ) = γₚ − γᵢ s``, each formed without cancellation.
 
 **Hard case.** When ``z`` has no component on the pivot's eigenspace ``J`` (e.g. ``x`` on another
 axis) and ``A(0) − B(0) <= 0`` without the ``J`` terms, ``g`` has no root inside the interval: the
@@ -129,62 +138,80 @@ def _quadric_nearest(alpha, shift, kappa, zz, g0, max_iter, slack, skip):
     c = jnp.where(exists & pole, gamma[piv], 1.0)       # γₚ (pole) or 1
     q = jnp.where(inside | ~pole, 1.0, -1.0).astype(dtype)
     cB = q * kappa
+    # κ goes on the side that keeps both sums positive: B for class 0 (q = 1), A for class 1 at a pole
+    aK, bK = jnp.where(q < 0, kappa, 0.0), jnp.where(q > 0, kappa, 0.0)
     w = jnp.abs(gamma) * zz
     on_A = q * gamma > 0
     J = pole & (alpha == a_p)
     e_raw = jnp.where(pole, (a_p - alpha) / c, 1.0)
     safe_e2 = jnp.where(J, 1.0, e_raw * e_raw)
-    wJ, F0, wA, wB, sA, sB, hi2 = _sums(
+    positive = gamma > 0
+    wJ, F0, wA, wB, sA, sB, zz_pos, zz_over_gamma = _sums(
         jnp.where(J, w, 0.0), jnp.where(J, 0.0, jnp.where(on_A, w, -w) / safe_e2), jnp.where(on_A, w, 0.0),
         jnp.where(on_A, 0.0, w), jnp.where(on_A, w * gamma, 0.0), jnp.where(on_A, 0.0, w * gamma),
-        jnp.where(gamma > 0, zz, 0.0))
+        jnp.where(positive, zz, 0.0), jnp.where(positive, zz / jnp.where(positive, gamma, 1.0), 0.0))
     F0 = F0 - cB
     drop_J = wJ == 0                                    # no J component: drop those terms from the solve
     hard = exists & pole & drop_J & (F0 <= 0) & (g0 != 0) & ~skip
     B_max = wB + cB                                     # B(1) = max B on [0, 1] (eᵢ + bᵢ = 1)
 
-    def denominators(t):
-        """``Pᵢ + γᵢ t = c (1 + λγᵢ)``, with ``Pᵢ = αₚ − αᵢ`` at a pole (exact for repeated α), else 1."""
-        P = jnp.where(pole, jnp.where((alpha == a_p) & drop_J, c, a_p - alpha), 1.0)
-        return P + (alpha - shift) * t
+    def denominators(v, flip):
+        """``c (1 + λγᵢ)`` at the unknown ``v``: ``Pᵢ + γᵢ v`` (``v = t``; ``Pᵢ = αₚ − αᵢ`` at a pole, exact for
+        repeated α, else 1), or ``γₚ − γᵢ v`` (``flip``: ``v = 1 − t``)."""
+        P = jnp.where(pole & ~flip, jnp.where((alpha == a_p) & drop_J, c, a_p - alpha), jnp.where(pole, c, 1.0))
+        return P + jnp.where(flip, -v, v) * (alpha - shift)
 
-    def newton_step(t, A, B, dA, dB):
-        """ψ = A^{−1/2} − B^{−1/2}: the Newton iterate and whether it is usable."""
+    def secular(v, flip):
+        """``(A, B, dA/dt, dB/dt)`` at the unknown ``v`` (one reduction over the ``d`` terms)."""
+        gm = alpha - shift
+        u = 1.0 / denominators(v, flip)
+        term = jnp.abs(gm) * zz * u * u
+        slope = term * gm * u
+        A, B, dA, dB = _sums(jnp.where(on_A, term, 0.0), jnp.where(on_A, 0.0, term),
+                             jnp.where(on_A, slope, 0.0), jnp.where(on_A, 0.0, slope))
+        c2 = c * c
+        return c2 * A + aK, c2 * B + bK, -2.0 * c2 * dA, -2.0 * c2 * dB
+
+    def newton_step(v, sigma, A, B, dA, dB):
+        """ψ = A^{−1/2} − B^{−1/2}: the Newton iterate in ``v`` (``dv = σ dt``) and whether it is usable."""
         ok = (A > 0) & (B > 0)
         rA, rB = lax.rsqrt(jnp.where(ok, A, 1.0)), lax.rsqrt(jnp.where(ok, B, 1.0))
         dpsi = 0.5 * (rB**3 * dB - rA**3 * dA)
         ok = ok & (dpsi > 0)
-        new = t - (rA - rB) / jnp.where(ok, dpsi, 1.0)
+        new = v - sigma * (rA - rB) / jnp.where(ok, dpsi, 1.0)
         return new, ok & jnp.isfinite(new)
 
-    hi0 = jnp.where(pole, 1.0, jnp.sqrt(hi2 / kappa))
+    # at a pole, the unknown is t ∈ (0, 1/2] or (flip) 1 − t ∈ [0, 1/2], whichever holds the root;
+    # A − B decreases in t, so G = σ (A − B) decreases in the unknown either way
+    half = jnp.asarray(0.5, dtype)
+    A_h, B_h, _, _ = secular(half, True)
+    flip = pole & exists & ~hard & (A_h - B_h > 0)
+    sigma = jnp.where(flip, -1.0, 1.0).astype(dtype)
+    # without a pole, each term γᵢzᵢ²/(1 + λγᵢ)² of g(λ) + κ is at most zᵢ²/4λ (AM-GM) and at most
+    # zᵢ²/λ²γᵢ, so g(λ) <= 0 from min(‖z₊‖²/4κ, √(Σ zᵢ²/γᵢ / κ)) on
+    k_safe = jnp.where(kappa > 0, kappa, 1.0)
+    hi0 = jnp.where(pole, half, jnp.minimum(zz_pos / (4.0 * k_safe), jnp.sqrt(zz_over_gamma / k_safe)))
     # two free starts: below √(w_J/B(1)) the pivot term alone exceeds max B; at λ = 0 (t = 1 at a
-    # pole, t = 0 without) every 1 + λγᵢ = 1, so A, B and their slopes are the sums above
+    # pole, t = 0 without; the unknown is then 0 for flip) every 1 + λγᵢ = 1, so A, B and their slopes
+    # are the sums above
     t_bound = jnp.where(drop_J, 0.0, jnp.maximum(jnp.sqrt(wJ / jnp.where(B_max > 0, B_max, 1.0)),
                                                  jnp.finfo(dtype).tiny))
-    t_bound = jnp.where(pole, jnp.clip(t_bound, 0.0, 1.0), 0.0)
+    t_bound = jnp.where(pole & ~flip, jnp.clip(t_bound, 0.0, half), 0.0)
     m = jnp.where(pole, 1.0 / c, 1.0)
-    t_k = jnp.where(pole, 1.0, 0.0)
-    t1, ok1 = newton_step(t_k, wA, wB + cB, -2.0 * m * sA, -2.0 * m * sB)
+    v_k = jnp.where(pole & ~flip, 1.0, 0.0)
+    t1, ok1 = newton_step(v_k, sigma, wA + aK, wB + bK, -2.0 * m * sA, -2.0 * m * sB)
     ok1 = ok1 & (t1 > t_bound) & (t1 < hi0)
-    t0 = jnp.where(ok1, t1, t_bound)
+    t0 = jnp.where(ok1, t1, jnp.where(flip, 0.5 * half, t_bound))
     # Newton converges quadratically here: after a step of relative size 2^-30 the error is ~2^-60
     tol = jnp.asarray(2.0**-30 if dtype == jnp.float64 else 2.0**-14, dtype)
     eps4 = 4 * jnp.finfo(dtype).eps
 
     def body(state):
         t, lo, hi, it, _ = state
-        gm = alpha - shift
-        u = 1.0 / denominators(t)
-        term = jnp.abs(gm) * zz * u * u
-        slope = term * gm * u
-        A, B, dA, dB = _sums(jnp.where(on_A, term, 0.0), jnp.where(on_A, 0.0, term),
-                             jnp.where(on_A, slope, 0.0), jnp.where(on_A, 0.0, slope))
-        c2 = c * c
-        A, B, dA, dB = c2 * A, c2 * B + cB, -2.0 * c2 * dA, -2.0 * c2 * dB
-        F = A - B
+        A, B, dA, dB = secular(t, flip)
+        F = sigma * (A - B)
         lo, hi = jnp.where(F >= 0, t, lo), jnp.where(F < 0, t, hi)
-        newton, ok = newton_step(t, A, B, dA, dB)
+        newton, ok = newton_step(t, sigma, A, B, dA, dB)
         take = ok & (newton >= lo) & (newton <= hi)
         mid = jnp.where((lo > 0) & (hi > 16 * lo), jnp.sqrt(lo * hi), 0.5 * (lo + hi))
         t_new = jnp.where(F == 0, t, jnp.where(take, newton, mid))
@@ -199,7 +226,7 @@ def _quadric_nearest(alpha, shift, kappa, zz, g0, max_iter, slack, skip):
     state = (t0, zero, hi0, jnp.zeros((), jnp.int32), stop)
     t, _, _, iters, done = lax.while_loop(lambda s: ~s[4] & (s[3] < max_iter), body, state)
     t = jnp.where(hard, 0.0, t)
-    d = denominators(t) / c
+    d = denominators(t, flip) / c
     fill = jnp.where(jnp.arange(zz.shape[0]) == piv, jnp.sqrt(jnp.maximum(-F0, 0.0) / jnp.abs(c)), 0.0)
     keep = ~exists | (g0 == 0) | skip
     d = jnp.where(keep | (hard & J), 1.0, d)

@@ -5,6 +5,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import mpmath as mp
 import numpy as np
 import pytest
 from scipy import optimize
@@ -428,6 +429,101 @@ def test_exact_mean_distance_statistics():
     assert np.all(np.asarray(outer.distances) >= 0) and float(outer.error_rate) > 0
 
 
+def _mp_distance(alpha, x, on):
+    """The nearest error's distance from a 60-digit solve of the secular equation on Moré's interval
+    (bisection, 400 halvings): λ in (−1/γ_max, 0) for class 0, (0, −1/γ_min) for class 1 (the upper end
+    10⁴⁰ without a negative γ); chordal on the sphere. Not for the hard case (no root inside)."""
+    with mp.workdps(60):
+        z, a = [mp.mpf(float(v)) for v in x], [mp.mpf(float(v)) for v in alpha]
+        s = mp.fsum(v * v for v in z)
+        shift, kappa = (1 / s, mp.mpf(0)) if on else (mp.mpf(0), mp.mpf(1))
+        g = [ai - shift for ai in a]
+        f = lambda lam: mp.fsum(gi * zi * zi / (1 + lam * gi) ** 2 for gi, zi in zip(g, z)) - kappa  # noqa: E731
+        if f(0) < 0:
+            lo, hi = -1 / max(g), mp.mpf(0)
+        else:
+            lo, hi = mp.mpf(0), -1 / min(g) if min(g) < 0 else mp.mpf(10) ** 40
+        for _ in range(400):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if f(mid) > 0 else (lo, mid)
+        w = [zi / (1 + lo * gi) for gi, zi in zip(g, z)]
+        dz = mp.sqrt(mp.fsum((wi - zi) ** 2 for wi, zi in zip(w, z)))
+        if not on:
+            return float(dz)
+        return float(2 * mp.sqrt(s) * mp.sin(mp.atan2(dz, mp.sqrt(mp.fsum(wi * wi for wi in w))) / 2))
+
+
+def _far_cases():
+    """Cases where the root is far from the pole or the bracket: a rank-deficient net's zero α carrying
+    rounding noise of either sign (class 1, off the manifold), a point far outside an α < 1 cylinder, a
+    sphere of radius 10⁷ whose big coordinate has α = 0, and random α with coordinates scaled by up to
+    10^±8 (the generator of the brute-force tests)."""
+    rng = np.random.default_rng(7)
+    base = rng.uniform(0.65, 1.2, 6)
+    x = rng.standard_normal(10)
+    x *= 2.0 / np.linalg.norm(x)
+    cases = [(np.concatenate([base, np.full(4, noise)]), x, False) for noise in (-1e-17, 1e-17, -1e-12, -1e-6)]
+    cases.append((np.array([0.45, 0.0, 0.61, 0.85, 0.91, 0.0]),
+                  np.array([-15.1, 3.3e-5, 4.2e-9, 8.7e-9, 3.4e-4, 2.4e6]), False))
+    cases.append((np.array([1.2957, 1.8265, 0.0, 1.1694, 0.6960]),
+                  np.array([-6.36e-6, 0.19783, 1.1191e7, 1.89298, -0.015855]), True))
+    seed = 1000
+    while len(cases) < 30:
+        rng = np.random.default_rng(seed)
+        alpha, x = _random_case(rng, int(rng.integers(2, 8)))
+        x, on = x * 10.0 ** rng.uniform(-8, 8, x.size), bool(seed % 2)
+        seed += 1
+        gamma = alpha - (1.0 / (x @ x) if on else 0.0)
+        if (gamma @ (x * x) - (0.0 if on else 1.0) <= 0 and gamma.max() > 0) or \
+                (gamma @ (x * x) - (0.0 if on else 1.0) > 0 and (not on or gamma.min() < 0)):
+            cases.append((alpha, x, on))          # an error exists (the other side is not empty)
+    return cases
+
+
+@pytest.mark.parametrize("case", range(30))
+def test_distance_matches_a_60_digit_secular_solve(case):
+    """Against mpmath where the old solver was off by up to 4x (noise on zero α: the pole's t near 1
+    could not resolve λ), 50 % (the bracket [0, ‖z₊‖] ended before the root when α < 1) and 2e-4 (a huge
+    radius). Tolerance 1e-12 relative: measured ≤ 1.2e-13 over 924 such cases, the spread coming from
+    forming ‖w − z‖ in float64."""
+    alpha, x, on = _far_cases()[case]
+    r = _solve(alpha, x, on)
+    if bool(r.hard_case[0]) or bool(r.already_error[0]):
+        pytest.fail("the case list should hold only interior roots")
+    assert bool(r.converged[0])
+    assert float(r.distance[0]) == pytest.approx(_mp_distance(alpha, x, on), rel=1e-12)
+    if not on:     # the point is on the boundary, to the rounding of Σ αᵢ pᵢ² at its scale
+        p = np.asarray(r.x_adv[0])
+        assert abs(_f(alpha, p)) <= 1e-12 * max(1.0, float(np.abs(alpha) @ (p * p)))
+
+
+def test_solver_steps_stay_few():
+    """Newton on the reciprocal form converges in a few steps (the module's promise, and what its speed
+    rests on): at d = 500 in the Gilmer band at most 4 steps off the manifold and 8 on it (measured 3 and
+    6); at a rank-deficient net's noisy zero α at most 6 (measured 3; bisection took ~80); a root near a
+    pole at t ~ 1e-150 within 15 (measured 9–11). Every solved point takes at least one step."""
+    rng = np.random.default_rng(0)
+    d = 500
+    alpha = np.sort(rng.uniform(1 / R**2 - 0.05, 1.05, d))
+    x = rng.standard_normal((200, d))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    x[100:] *= R
+    for on, most in ((False, 4), (True, 8)):
+        r = ne.exact_nearest_error(jnp.asarray(alpha), None, jnp.asarray(x), on_manifold=on)
+        steps = np.asarray(r.num_iterations)
+        assert bool(np.all(r.converged)) and steps.min() >= 1 and steps.max() <= most, (on, steps.max())
+    for noise in (-1e-17, -1e-12, -1e-8):
+        alpha, x, _ = _far_cases()[0]
+        alpha = np.where(alpha < 0.5, noise, alpha)
+        r = _solve(alpha, x, False)
+        assert 1 <= int(r.num_iterations[0]) <= 6, noise
+    a = np.linspace(0.5, 2.0, 50)
+    z = np.full((3, 50), 0.01)
+    z[:, -1] = [1e-30, 1e-80, 1e-150]
+    r = ne.exact_nearest_error(jnp.asarray(a), None, jnp.asarray(z), on_manifold=False)
+    assert bool(np.all(r.converged)) and int(np.max(r.num_iterations)) <= 15
+
+
 def test_validation_errors():
     alpha, U, x = jnp.ones(3), jnp.eye(3), jnp.ones((2, 3))
     with pytest.raises(ValueError, match="shape"):
@@ -446,3 +542,5 @@ def test_validation_errors():
         ne.exact_mean_distance(alpha, sphere="middle", n=10, key=jax.random.key(0))
     with pytest.raises(ValueError, match="quantiles"):
         ne.exact_mean_distance(alpha, n=10, key=jax.random.key(0), quantiles=(0.5, 2.0))
+    with pytest.raises(ValueError, match="quantiles"):     # a sequence, not one level
+        ne.exact_mean_distance(alpha, n=10, key=jax.random.key(0), quantiles=0.5)
