@@ -103,6 +103,50 @@ def test_validation_errors():
         cf.certify_l2(layers, x, on_manifold=False, steps=0)
 
 
+@pytest.mark.parametrize("name,value", [("max_radius", np.ones(3)), ("max_radius", np.ones(1)),
+                                        ("max_radius", np.ones(5)), ("init", np.ones((4, 1))),
+                                        ("init", np.ones((1, 4)))])
+def test_per_example_arguments_are_a_scalar_or_one_per_point(name, value):
+    """Four points: a scalar or shape (4,) only; (1,) is not broadcast silently."""
+    layers = [(jnp.ones((3, 2)), jnp.zeros(3)), (jnp.ones((1, 3)), jnp.zeros(1))]
+    with pytest.raises(ValueError, match=rf"{name} must be a scalar or shape \(4,\)"):
+        cf.certify_l2(layers, jnp.ones((4, 2)), on_manifold=False, **{name: value})
+    with pytest.raises(ValueError, match=r"eps must be a scalar or shape \(4,\)"):
+        cf.logit_bounds(layers, jnp.ones((4, 2)), value)
+    with pytest.raises(ValueError, match="max_radius must be >= 0"):
+        cf.certify_l2(layers, jnp.ones((4, 2)), on_manifold=False, max_radius=-1.0)
+    r = cf.certify_l2(layers, jnp.ones((4, 2)), on_manifold=False, max_radius=np.full(4, 0.5))
+    assert r.radius.shape == (4,)
+
+
+def test_sphere_mlp_layers_must_pair_dense_and_batchnorm():
+    """L hidden Dense layers need L BatchNorms; one Dense too many or too few is refused."""
+    model = SphereMLP((4, 4))
+    v = model.init(jax.random.key(0), jnp.ones((2, 3)))
+    assert len(cf.layers_from_sphere_mlp(v)) == 3
+    extra = {"params": {**v["params"], "Dense_3": v["params"]["Dense_2"]}, "batch_stats": v["batch_stats"]}
+    missing = {"params": {k: p for k, p in v["params"].items() if k != "Dense_2"}, "batch_stats": v["batch_stats"]}
+    for bad in (extra, missing):
+        with pytest.raises(ValueError, match="expected Dense_0..Dense_L with BatchNorm_0..BatchNorm_"):
+            cf.layers_from_sphere_mlp(bad)
+    with pytest.raises(ValueError, match="expected SphereMLP variables"):
+        cf.layers_from_sphere_mlp({"params": v["params"]})
+
+
+def test_a_constant_network_is_certified_to_the_search_limit():
+    """Zero weights: the logit is its bias everywhere, so no radius changes the class; the certificate
+    is the search limit (the ball's ρ* = +∞ is capped by max_radius; on the sphere, its diameter 2‖x‖,
+    the whole sphere), and 0 for a misclassified point."""
+    layers = [(jnp.zeros((3, 2)), jnp.ones(3)), (jnp.ones((1, 3)), jnp.full(1, -0.5))]   # logit 2.5
+    x = jnp.asarray([[0.3, 0.4], [1.0, -2.0]])
+    for on, limit in ((False, [7.0, 7.0]), (True, [1.0, 2 * math.sqrt(5.0)])):
+        r = cf.certify_l2(layers, x, on_manifold=on, max_radius=7.0)
+        np.testing.assert_allclose(r.radius, limit, rtol=1e-15)
+        assert np.all(np.asarray(r.predicted) == 1)
+        r = cf.certify_l2(layers, x, y=[0, 1], on_manifold=on, max_radius=7.0)
+        np.testing.assert_allclose(r.radius, [0.0, limit[1]], rtol=1e-15)
+
+
 # ------------------------------------------------------------------------------------- exactness
 
 
@@ -134,6 +178,35 @@ def test_linear_net_certificate_is_the_exact_distance():
         # grid step 3e-5 rad of angle: the chord to the first error is within r·3e-5 of the crossing
         assert float(on.radius[i]) == pytest.approx(ref, abs=4e-5 * r)
         assert float(on.radius[i]) <= ref + 1e-12                          # and never beyond it
+
+
+@pytest.mark.parametrize("eps", [0.05, 0.4, 1.2, 2.0])
+def test_cap_bounds_of_a_linear_logit_are_its_extremes_on_the_cap(eps):
+    """For one affine layer the bound over the cap {‖x̂‖ = r, ‖x̂ − x‖ <= ε} is the exact minimum and
+    maximum of w·x̂ + b there. Reference: the extremes lie on the great circle through x in the plane
+    of x and w (the component of x̂ orthogonal to that plane only shortens its projection on w), sampled
+    at 200,001 angles within the cap's half-angle 2 arcsin(ε/2r): the bound is at most the sampled
+    minimum and within one grid step (r‖w‖·3e-5·θ_ε) of it, and the same for the maximum."""
+    rng = np.random.default_rng(3)
+    d = 5
+    w, b = rng.standard_normal((1, d)), rng.standard_normal(1)
+    x = rng.standard_normal((8, d))
+    lo, hi = (np.asarray(v) for v in cf.logit_bounds([(w, b)], x, eps, on_manifold=True))
+    for i in range(x.shape[0]):
+        r = np.linalg.norm(x[i])
+        u = x[i] / r
+        v = w[0] - (w[0] @ u) * u
+        v /= np.linalg.norm(v)
+        half = 2 * np.arcsin(min(eps / (2 * r), 1.0))
+        theta = np.linspace(-half, half, 200_001)
+        g = r * (np.cos(theta)[:, None] * u + np.sin(theta)[:, None] * v) @ w[0] + b[0]
+        step = r * np.linalg.norm(w) * (2 * half / 200_000)
+        assert g.min() - step <= lo[i] <= g.min() + 1e-12
+        assert g.max() - 1e-12 <= hi[i] <= g.max() + step
+    # the ball's bound is the linear closed form, and the cap is inside the ball
+    lo_b, hi_b = (np.asarray(v) for v in cf.logit_bounds([(w, b)], x, eps))
+    np.testing.assert_allclose(lo_b, x @ w[0] + b[0] - eps * np.linalg.norm(w), rtol=1e-12)
+    assert np.all(lo_b <= lo + 1e-12) and np.all(hi <= hi_b + 1e-12)
 
 
 def test_bounds_contain_the_logit_on_random_points(net3):
