@@ -68,6 +68,29 @@ def test_finite_set_epochs_cover_every_point_once():
     assert not np.array_equal(p0, p1)
 
 
+@pytest.mark.parametrize("n", [100, 105])
+def test_finite_batch_is_the_slice_of_its_epochs_permutation(n):
+    """Step s of a pass in batches of 20 is ``perm_e[20 i : 20 (i + 1)]`` with ``e, i = divmod(s, n // 20)``,
+    the permutation of epoch e, for steps several epochs in (105 points: the last 5 of each shuffle
+    are dropped)."""
+    fs = sdata.make_finite_set(jax.random.key(2), n, 5)
+    for step in (0, 4, 5, 13, 24, 37):
+        epoch, i = divmod(step, 5)
+        perm = np.asarray(sdata.epoch_permutation(fs, epoch))
+        x, y = sdata.finite_batch(fs, jnp.asarray(perm), step, 20)
+        np.testing.assert_array_equal(x, np.asarray(fs.x)[perm[20 * i:20 * (i + 1)]])
+        np.testing.assert_array_equal(y, np.asarray(fs.y)[perm[20 * i:20 * (i + 1)]])
+
+
+def test_default_outer_radius_is_the_papers():
+    """Gilmer et al. use R = 1.3; every sampler defaults to it."""
+    key = jax.random.key(4)
+    for x, y in (sdata.sample_two_spheres(key, 10, 5), sdata.online_batch(key, 3, 10, 5),
+                 sdata.make_finite_set(key, 10, 5)[:2]):
+        norms = np.linalg.norm(np.asarray(x, np.float64), axis=1)
+        np.testing.assert_allclose(norms, np.where(np.asarray(y) == 1, 1.3, 1.0), rtol=1e-6)
+
+
 def test_finite_set_smaller_than_batch_is_an_error():
     with pytest.raises(ValueError, match="smaller than the batch"):
         sdata.steps_per_epoch(10, 50)
