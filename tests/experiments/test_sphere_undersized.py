@@ -67,3 +67,11 @@ def test_undersized_table_and_paper_rows(undersized):
     assert "zero α" in text and "20 of 40" in text and "measured inner" in text
     rows = exp.paper_rows(s)
     assert any("10⁻²¹" in r.value.value for r in rows) and any("10⁻⁹" in r.value.value for r in rows)
+    # the CLT rows also give the rates at the tracked step whose larger CLT rate is lowest
+    from spheres.tables import fmt_log10
+    worst = [max(m["log10_clt_inner"], m["log10_clt_outer"]) for m in s["trajectory"]]
+    best = s["trajectory"][int(np.argmin(worst))]
+    for sphere in ("inner", "outer"):
+        row = next(r for r in rows if r.quantity.startswith(f"error rate, {sphere} sphere"))
+        assert f"at the best tracked step, {best['step']:,} " in row.note
+        assert f"CLT {fmt_log10(best[f'log10_clt_{sphere}'])}, exact {fmt_log10(best[f'log10_exact_{sphere}'])}" in row.note
