@@ -67,14 +67,30 @@ def test_truncated_and_corrupt_files(tmp_path):
         idata.read_idx(f)
 
 
+def test_header_bytes_checked_one_by_one(tmp_path):
+    """Byte 0 and byte 1 must each be zero, byte 2 exactly 0x08 (a type byte below it is refused too),
+    and a file that is exactly its header holds an empty array."""
+    body = (5).to_bytes(4, "big") + bytes(5)
+    for head, match in ((b"\x01\x00\x08\x01", "bad magic number 0x01000801"),
+                        (b"\x00\x01\x08\x01", "bad magic number 0x00010801"),
+                        (b"\x00\x00\x07\x01", r"element type 0x07 is not unsigned byte")):
+        (tmp_path / "f").write_bytes(head + body)
+        with pytest.raises(idata.IDXError, match=match):
+            idata.read_idx(tmp_path / "f")
+    idata.write_idx(tmp_path / "empty", np.zeros((0,), np.uint8))
+    assert (tmp_path / "empty").stat().st_size == 8
+    assert idata.read_idx(tmp_path / "empty").shape == (0,)
+
+
 def test_pair_validation(tmp_path):
     idata.write_idx(tmp_path / "im", np.zeros((4, 28, 28), np.uint8))
     idata.write_idx(tmp_path / "lab3", np.zeros((3,), np.uint8))
     with pytest.raises(idata.IDXError, match="4 images but .* 3 labels"):
         idata.load_idx_pair(tmp_path / "im", tmp_path / "lab3")
-    idata.write_idx(tmp_path / "lab_bad", np.array([0, 1, 10, 2], np.uint8))
-    with pytest.raises(idata.IDXError, match="label 10 out of range 0..9"):
-        idata.load_idx_pair(tmp_path / "im", tmp_path / "lab_bad")
+    for bad in (10, 11, 255):
+        idata.write_idx(tmp_path / "lab_bad", np.array([0, 1, bad, 2], np.uint8))
+        with pytest.raises(idata.IDXError, match=f"label {bad} out of range 0..9"):
+            idata.load_idx_pair(tmp_path / "im", tmp_path / "lab_bad")
     idata.write_idx(tmp_path / "small", np.zeros((4, 10, 10), np.uint8))
     idata.write_idx(tmp_path / "lab4", np.zeros((4,), np.uint8))
     with pytest.raises(idata.IDXError, match=r"shape \(10, 10\), expected \(28, 28\)"):
@@ -152,6 +168,12 @@ def test_take_and_binary_subset():
     assert b.label == "mnist[train[:30],test[:5],3v7]"
     with pytest.raises(ValueError, match="n_train=300"):
         idata.take(ds, 300)
+    assert idata.binary_subset(t).subset.endswith("3v7")            # Goodfellow §5's pair by default
+    r = idata.binary_subset(t, 7, 3)                                  # either order; 7 is then class 0
+    np.testing.assert_array_equal(r.y_train, 1 - b.y_train)
+    for neg, pos in ((5, 5), (-1, 3), (3, -1), (10, 3), (3, 10)):
+        with pytest.raises(ValueError, match="two different labels in 0..9"):
+            idata.binary_subset(t, neg, pos)
 
 
 def test_shipped_sample_is_real_balanced_fashion_mnist(monkeypatch):

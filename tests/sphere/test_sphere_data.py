@@ -91,6 +91,16 @@ def test_default_outer_radius_is_the_papers():
         np.testing.assert_allclose(norms, np.where(np.asarray(y) == 1, 1.3, 1.0), rtol=1e-6)
 
 
+@pytest.mark.parametrize("n", [6, 7])
+def test_two_spheres_order_first_half_inner_extra_point_outer(n):
+    """The first n // 2 points are inner (label 0), the rest outer; for odd n the extra point is outer."""
+    x, y = sdata.sample_two_spheres(jax.random.key(1), n, 4)
+    np.testing.assert_array_equal(y, [0] * (n // 2) + [1] * (n - n // 2))
+    np.testing.assert_allclose(np.linalg.norm(np.asarray(x), axis=1), np.where(np.asarray(y) == 1, 1.3, 1.0),
+                               rtol=1e-6)
+
+
 def test_finite_set_smaller_than_batch_is_an_error():
     with pytest.raises(ValueError, match="smaller than the batch"):
         sdata.steps_per_epoch(10, 50)
+    assert sdata.steps_per_epoch(50, 50) == 1 and sdata.steps_per_epoch(99, 50) == 1
