@@ -130,6 +130,16 @@ def test_chunked_prediction_equals_one_call():
     ev = iev.evaluate(SOFTMAX, variables, x, y, batch=3)
     assert ev.error == pytest.approx(1 / 7, rel=1e-12)
     np.testing.assert_array_equal(iev.predictions(SOFTMAX, variables, x), np.argmax(ref, axis=1))
+    # images without a channel axis, one at a time
+    np.testing.assert_array_equal(iev.predictions(SOFTMAX, variables, x[:5, ..., 0]), np.argmax(ref[:5], axis=1))
+    np.testing.assert_allclose(iev.predict_logits(SOFTMAX, variables, x, batch=1), ref, rtol=1e-6, atol=1e-6)
+    # the options are keyword-only
+    with pytest.raises(TypeError):
+        iev.predict_logits(SOFTMAX, variables, x, 3)
+    with pytest.raises(TypeError):
+        iev.evaluate(SOFTMAX, variables, x, y, 3)
+    with pytest.raises(TypeError):
+        iev.evaluation_from_logits(SOFTMAX, ref, y, "count")
 
 
 @pytest.mark.parametrize("labels,num_classes,purity", [

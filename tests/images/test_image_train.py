@@ -227,6 +227,10 @@ def test_padded_chunks_pad_the_last_chunk_with_its_final_row():
     np.testing.assert_array_equal(np.concatenate([c[:k] for c, k in chunks]), x)   # the real rows, in order
     np.testing.assert_array_equal(chunks[-1][0], [[12, 13]] * 3)                  # padding repeats row 6
     assert [k for _, k in padded_chunks(x, 7)] == [7]
+    tail, k = list(padded_chunks(x, 5))[-1]                                         # two real rows
+    assert k == 2 and tail.shape == (5, 2)
+    np.testing.assert_array_equal(tail, [[10, 11], [12, 13], [12, 13], [12, 13], [12, 13]])
+    assert [k for _, k in padded_chunks(x, 1)] == [1] * 7                           # batch 1 is allowed
     for bad in (0, -1, 2.5, True):
         with pytest.raises(ValueError, match="batch must be an int >= 1"):
             list(padded_chunks(x, bad))
