@@ -482,10 +482,10 @@ def _far_cases():
 
 @pytest.mark.parametrize("case", range(30))
 def test_distance_matches_a_60_digit_secular_solve(case):
-    """Against mpmath where the old solver was off by up to 4x (noise on zero α: the pole's t near 1
-    could not resolve λ), 50 % (the bracket [0, ‖z₊‖] ended before the root when α < 1) and 2e-4 (a huge
-    radius). Tolerance 1e-12 relative: measured ≤ 1.2e-13 over 924 such cases, the spread coming from
-    forming ‖w − z‖ in float64."""
+    """Against mpmath where t = 1 + λγₚ cannot resolve the root (noise on a zero α, a huge radius: the
+    root is near t = 1), where κ inside B = P − κ makes B cross 0, and where the bracket [0, ‖z₊‖] of
+    the pole-free case ends before the root (α < 1, a far point). Tolerance 1e-12 relative: measured
+    ≤ 1.2e-13 over 924 such cases, the spread coming from forming ‖w − z‖ in float64."""
     alpha, x, on = _far_cases()[case]
     r = _solve(alpha, x, on)
     if bool(r.hard_case[0]) or bool(r.already_error[0]):
@@ -500,7 +500,7 @@ def test_distance_matches_a_60_digit_secular_solve(case):
 def test_solver_steps_stay_few():
     """Newton on the reciprocal form converges in a few steps (the module's promise, and what its speed
     rests on): at d = 500 in the Gilmer band at most 4 steps off the manifold and 8 on it (measured 3 and
-    6); at a rank-deficient net's noisy zero α at most 6 (measured 3; bisection took ~80); a root near a
+    6); at a rank-deficient net's noisy zero α at most 6 (measured 3); a root near a
     pole at t ~ 1e-150 within 15 (measured 9–11). Every solved point takes at least one step."""
     rng = np.random.default_rng(0)
     d = 500
