@@ -150,6 +150,16 @@ def test_a_constant_network_is_certified_to_the_search_limit():
 # ------------------------------------------------------------------------------------- exactness
 
 
+def _great_circle(x, w, theta):
+    """Points ``(len(theta), d)`` at angles ``theta`` from ``x`` on the great circle of the sphere
+    ``‖x̂‖ = ‖x‖`` in the plane of ``x`` and ``w``, turning towards ``w``."""
+    r = np.linalg.norm(x)
+    u = x / r
+    v = w - (w @ u) * u
+    v /= np.linalg.norm(v)
+    return r * (np.cos(theta)[:, None] * u + np.sin(theta)[:, None] * v)
+
+
 def test_linear_net_certificate_is_the_exact_distance():
     rng = np.random.default_rng(0)
     d = 6
@@ -165,10 +175,7 @@ def test_linear_net_certificate_is_the_exact_distance():
     theta = np.linspace(-np.pi, np.pi, 200_001)
     for i in range(10):
         r = np.linalg.norm(x[i])
-        u = x[i] / r
-        v = w[0] - (w[0] @ u) * u
-        v /= np.linalg.norm(v)
-        pts = r * (np.cos(theta)[:, None] * u + np.sin(theta)[:, None] * v)
+        pts = _great_circle(x[i], w[0], theta)
         g = pts @ w[0] + b[0]
         err = np.sign(g) != np.sign(x[i] @ w[0] + b[0])
         if not err.any():
@@ -194,12 +201,9 @@ def test_cap_bounds_of_a_linear_logit_are_its_extremes_on_the_cap(eps):
     lo, hi = (np.asarray(v) for v in cf.logit_bounds([(w, b)], x, eps, on_manifold=True))
     for i in range(x.shape[0]):
         r = np.linalg.norm(x[i])
-        u = x[i] / r
-        v = w[0] - (w[0] @ u) * u
-        v /= np.linalg.norm(v)
         half = 2 * np.arcsin(min(eps / (2 * r), 1.0))
         theta = np.linspace(-half, half, 200_001)
-        g = r * (np.cos(theta)[:, None] * u + np.sin(theta)[:, None] * v) @ w[0] + b[0]
+        g = _great_circle(x[i], w[0], theta) @ w[0] + b[0]
         step = r * np.linalg.norm(w) * (2 * half / 200_000)
         assert g.min() - step <= lo[i] <= g.min() + 1e-12
         assert g.max() - 1e-12 <= hi[i] <= g.max() + step
