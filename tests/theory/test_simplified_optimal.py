@@ -361,8 +361,8 @@ def test_paper_example_variant_readings_follow_their_definitions():
     assert row["log10_reported"] == max(row["log10_inner"], row["log10_outer"])
 
 
-def test_half_input_dims_are_the_issue_table():
-    """The table's dimensions are the ones the paper's example and the issue's table name."""
+def test_half_input_dims_are_the_results_table():
+    """The half-input table's dimensions: d = 100 … 2000 and the paper's example, d = 3000."""
     from theory.simplified_optimal import HALF_INPUT_DIMS
     assert HALF_INPUT_DIMS == (100, 500, 1000, 2000, 3000)
 
