@@ -6,6 +6,10 @@ paper rows (*quantity | paper | ours*, the paper's value with where it says so a
 experiments' own data, never used as results. A run that cannot be read is listed as unreadable
 with the reason; it does not stop the report.
 
+Records of the same run that differ only in their seed are also read together: an experiment
+with ``seed_rows`` gets one more section comparing the paper with the spread across seeds
+(`seed_sections`).
+
 ``results_page(paper, runs)`` is the page of one paper (``docs/results/<paper>.md``, written by
 ``make docs``): every archived run of that paper's experiments, in a fixed order.
 """
@@ -100,12 +104,53 @@ def _section_or_unreadable(path: Path, rel_to: Path | None) -> str:
         return f"### {path.name}\n\n**unreadable run** `{where}`: {type(e).__name__}: {e}\n"
 
 
+def seed_groups(paths) -> list[tuple[str, str, list[Path]]]:
+    """``(experiment, preset, [run directories])`` for every set of finished records under ``paths``
+    whose configs are equal but for the seed, with at least two distinct seeds (ordered by seed;
+    unreadable or unfinished records are left out)."""
+    import json
+
+    groups: dict[tuple, dict[int, Path]] = {}
+    for p in paths:
+        try:
+            run = load_run(p)
+        except (OSError, ValueError):
+            continue
+        if run["summary"] is None:
+            continue
+        cfg = dict(run["config"].get("config", {}))
+        seed = cfg.pop("seed", None)
+        key = (run["config"].get("experiment"), run["manifest"].get("preset", "?"), json.dumps(cfg, sort_keys=True))
+        groups.setdefault(key, {}).setdefault(seed, p)
+    return [(exp, preset, [by_seed[s] for s in sorted(by_seed)])
+            for (exp, preset, _), by_seed in sorted(groups.items()) if len(by_seed) >= 2]
+
+
+def seed_sections(paths, rel_to: Path | None = None) -> str:
+    """The across-seeds section of every `seed_groups` group whose experiment has ``seed_rows``."""
+    from . import experiments
+
+    out = []
+    for exp_name, preset, group in seed_groups(paths):
+        exp = experiments.get(exp_name)
+        if exp.seed_rows is None:
+            continue
+        runs = [load_run(p) for p in group]
+        seeds = ", ".join(str(r["manifest"].get("seed")) for r in runs)
+        shown = ", ".join(f"`{os.path.relpath(p, rel_to) if rel_to else p}`" for p in group)
+        out.append(f"### {exp_name} across seeds\n\npreset **{preset}** · seeds {seeds} · runs {shown} "
+                   f"(configs equal but for the seed)\n\n" + paper_table(exp.seed_rows([r["summary"] for r in runs]))
+                   + "\n")
+    return "\n".join(out)
+
+
 def build_report(paths, out: Path | None = None) -> str:
     """The report of every run under ``paths``; figure links relative to ``out`` when given."""
     runs = find_runs(paths)
     rel = out.parent.resolve() if out else None
     body = "\n".join(_section_or_unreadable(p.resolve() if rel else p, rel) for p in runs)
-    return "# Paper vs ours\n\n" + body
+    seeds = seed_sections([p.resolve() if rel else p for p in runs], rel)
+    return "# Paper vs ours\n\n" + body + (f"\n{seeds}" if seeds else "")
 
 
 def _brackets(o, path=()):
@@ -218,5 +263,8 @@ def results_page(paper: str, runs_dir: Path, out: Path) -> str:
     digest = bracket_digest(summaries)
     if digest:
         lines += ["", digest]
+    seeds = seed_sections([p.resolve() for _, _, p in runs], rel)
+    if seeds:
+        lines += ["", seeds]
     body = "\n".join(_section_or_unreadable(p.resolve(), rel) for _, _, p in runs)
     return "\n".join(lines) + "\n\n" + body

@@ -171,6 +171,44 @@ def rate_difference(rate1, n1, rate2, n2, *, seeds: int = 1, confidence: float =
     return f"{100 * d:+.1f} points [{lo_pt:+.1f}, {hi_pt:+.1f}], {verdict}"
 
 
+def mean_interval(values, confidence: float = 0.95) -> tuple[float, float, float]:
+    """``(mean, lower, upper)`` of one quantity measured once per seed: Student's t interval over the
+    seeds (SciPy's ``ttest_1samp(...).confidence_interval``), ``mean ± t_{k−1} · s / √k``. It
+    measures training-to-training spread on a fixed evaluation set, not the draw of that set.
+    Raises ValueError for fewer than two finite values."""
+    from scipy import stats
+
+    v = [float(x) for x in values]
+    if len(v) < 2 or not all(math.isfinite(x) for x in v):
+        raise ValueError(f"need at least two finite values, one per seed (got {values!r})")
+    if max(v) == min(v):
+        return v[0], v[0], v[0]
+    ci = stats.ttest_1samp(v, 0.0).confidence_interval(confidence)
+    return sum(v) / len(v), float(ci.low), float(ci.high)
+
+
+def over_seeds(values, seeds, confidence: float = 0.95) -> str:
+    """Rates measured once per seed as ``mean m% [lower, upper] over k seeds (seed 0: a%, ...)`` with
+    `mean_interval`'s t interval in percent, rounded outward to 0.1 point."""
+    m, lo, hi = mean_interval(values, confidence)
+    each = ", ".join(f"seed {s}: {100 * float(x):.1f}%" for s, x in zip(seeds, values))
+    return (f"mean {100 * m:.1f}% [{math.floor(1000 * lo + 1e-9) / 10:.1f}, {math.ceil(1000 * hi - 1e-9) / 10:.1f}]"
+            f" over {len(values)} seeds ({each})")
+
+
+def difference_over_seeds(diffs, seeds, confidence: float = 0.95) -> str:
+    """Per-seed differences of two rates (``a − b`` on the same evaluation set, one pair of models per
+    seed) in points, with `mean_interval`'s t interval and what it allows one to say, e.g.
+    ``+0.4 points [-0.9, +1.7] over 3 seeds, not told apart at 95%: inconclusive (seed 0: +0.0, ...)``."""
+    m, lo, hi = mean_interval(diffs, confidence)
+    told = not lo <= 0.0 <= hi
+    verdict = (f"{'lower' if hi < 0 else 'higher'} at {confidence:.0%} across training runs" if told else
+               f"not told apart at {confidence:.0%}: inconclusive")
+    each = ", ".join(f"seed {s}: {100 * float(x):+.1f}" for s, x in zip(seeds, diffs))
+    return (f"{100 * m:+.1f} points [{math.floor(1000 * lo + 1e-9) / 10:+.1f}, "
+            f"{math.ceil(1000 * hi - 1e-9) / 10:+.1f}] over {len(diffs)} seeds, {verdict} ({each})")
+
+
 def ci_note(confidence: float = 0.95) -> str:
     """The note under a table whose rates carry `pct_ci` intervals."""
     return (f"[lower, upper] after a rate: its exact {confidence:.0%} (Clopper–Pearson) interval in %, rounded "

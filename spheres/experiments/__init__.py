@@ -31,7 +31,9 @@ from ..tables import Tables
 @dataclasses.dataclass(frozen=True)
 class Experiment:
     """A registered experiment: ``run(config, run_dir, progress=) -> summary``, ``table(summary)
-    -> Tables``, ``paper_rows(summary) -> [PaperRow]``; ``paper`` is gilmer / szegedy / goodfellow."""
+    -> Tables``, ``paper_rows(summary) -> [PaperRow]``; ``paper`` is gilmer / szegedy / goodfellow;
+    ``seed_rows(summaries) -> [PaperRow]`` compares the paper with several records of the same run
+    that differ only in their seed (`spheres.report.seed_groups`)."""
 
     name: str
     config_cls: type[Config]
@@ -40,19 +42,21 @@ class Experiment:
     table: Callable[[dict], Tables]
     paper_rows: Callable[[dict], list[PaperRow]] | None
     paper: str
+    seed_rows: Callable[[list[dict]], list[PaperRow]] | None = None
 
 
 _REGISTRY: dict[str, Experiment] = {}
 
 
 def register(name: str, config_cls: type[Config], description: str, *, table: Callable[[dict], Tables],
-             paper_rows: Callable[[dict], list[PaperRow]] | None = None, paper: str = ""):
+             paper_rows: Callable[[dict], list[PaperRow]] | None = None, paper: str = "",
+             seed_rows: Callable[[list[dict]], list[PaperRow]] | None = None):
     """Decorator registering ``run(config, run_dir, *, progress) -> summary`` under ``name``."""
 
     def deco(fn):
         if name in _REGISTRY and _REGISTRY[name].run is not fn:
             raise ValueError(f"experiment {name!r} registered twice")
-        _REGISTRY[name] = Experiment(name, config_cls, fn, description, table, paper_rows, paper)
+        _REGISTRY[name] = Experiment(name, config_cls, fn, description, table, paper_rows, paper, seed_rows)
         return fn
 
     return deco

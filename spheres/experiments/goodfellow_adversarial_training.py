@@ -33,7 +33,8 @@ from ..images.adversarial import PGD_STEPS, fgsm_evaluation, label_free_robustne
 from ..images.evaluate import evaluate
 from ..paper import PaperRow
 from ..results import RunDir
-from ..tables import Tables, ci_note, in_order, pct, pct_ci, rate_difference
+from ..tables import (Tables, ci_note, difference_over_seeds, in_order, over_seeds, pct, pct_ci,
+                      rate_difference)
 from . import register
 from ._goodfellow import (CITE, MEDIUM, PAPER_SCALE, QUICK, GoodfellowConfig, add_evaluation, eval_set,
                           paper_value, train)
@@ -89,7 +90,8 @@ class AdversarialTrainingConfig(GoodfellowConfig):
 
 @register("goodfellow-adversarial-training", AdversarialTrainingConfig,
           "Goodfellow §6: maxout with FGSM adversarial training vs plain and noise controls; transfer both ways",
-          table=lambda s: table(s), paper_rows=lambda s: paper_rows(s), paper="goodfellow")
+          table=lambda s: table(s), paper_rows=lambda s: paper_rows(s), paper="goodfellow",
+          seed_rows=lambda ss: seed_rows(ss))
 def run(cfg: AdversarialTrainingConfig, run_dir: RunDir, *, progress: bool = True) -> dict:
     t0 = time.time()
     ds = load_data(cfg)
@@ -168,4 +170,27 @@ def paper_rows(s: dict) -> list[PaperRow]:
     if PLAIN in s["variants"] and adv is not None:
         out.append(PaperRow(PAPER["clean_effect"], rate_difference(
             adv["clean_error"], n, s["variants"][PLAIN]["clean_error"], n), note=note))
+    return out
+
+
+def seed_rows(summaries: list[dict]) -> list[PaperRow]:
+    """The paper's values beside our mean over several seeds (same config otherwise), each with its
+    t interval across seeds (`spheres.tables.over_seeds`), and the clean-error effect of adversarial
+    training as per-seed paired differences (`spheres.tables.difference_over_seeds`)."""
+    s0 = summaries[0]
+    seeds = [s["seed"] for s in summaries]
+    note = f"maxout-{s0['model'].split()[1]} on {s0['dataset']}, {s0['n_eval']:,} test images"
+    metric = {"clean_error": "clean_error", "adversarial_error": "fgsm_error"}
+    out = []
+    for label, _ in in_order(s0["variants"], [PLAIN]):
+        for key, v in _paper(label).items():
+            if key in metric:
+                out.append(PaperRow(v, over_seeds([s["variants"][label][metric[key]] for s in summaries], seeds),
+                                    note=note))
+    out += [PaperRow(PAPER[k], over_seeds([s["transfer_error"][k] for s in summaries], seeds), note=note)
+            for k in s0["transfer_error"] if k in PAPER]
+    adv = next((label for label in s0["variants"] if label.startswith("fgsm")), None)
+    if PLAIN in s0["variants"] and adv is not None:
+        diffs = [s["variants"][adv]["clean_error"] - s["variants"][PLAIN]["clean_error"] for s in summaries]
+        out.append(PaperRow(PAPER["clean_effect"], difference_over_seeds(diffs, seeds), note=note))
     return out
