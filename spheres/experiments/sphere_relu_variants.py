@@ -27,6 +27,8 @@ import typing
 import jax
 import numpy as np
 
+from theory.binomial import difference_interval
+
 from ..config import require
 from ..paper import PaperRow
 from ..results import RunDir, read_json
@@ -154,7 +156,32 @@ def table(s: dict) -> Tables:
               f"(running statistics, float32)")
     notes = (f"zero errors: {', '.join(s['zero_error'])}" if s["zero_error"] else
              "no variant and evaluation mode reaches zero errors on both spheres",)
-    return Tables(s["experiment"], provenance(s), (t,), notes)
+    return Tables(s["experiment"], provenance(s), (t, comparison_table(s)), notes)
+
+
+def compare_counts(e: dict, ref: dict, confidence: float = 0.95) -> str:
+    """``e``'s error count against ``ref``'s (two measured rates over the same number of points) as
+    the difference of rates with Newcombe's interval (`theory.binomial.difference_interval`) and
+    a verdict, e.g. ``648 vs 505: +1.4e-4 [+6.0e-5, +2.3e-4], higher``. Every variant and mode
+    is scored on the same points, so the counts are paired and this interval is conservative."""
+    d, lo, hi = difference_interval(e["errors"], e["n"], ref["errors"], ref["n"], confidence)
+    verdict = "not told apart" if lo <= 0.0 <= hi else ("lower" if hi < 0 else "higher")
+    return f"{e['errors']} vs {ref['errors']}: {d:+.1e} [{lo:+.1e}, {hi:+.1e}], {verdict}"
+
+
+def comparison_table(s: dict) -> Table:
+    """Each variant and evaluation mode against the baseline's running/float32 evaluation (the
+    recipe of `sphere-relu`), per sphere: what each candidate cause changes."""
+    base = next((r for r in s["variants"] if r["variant"] == "baseline"), s["variants"][0])
+    ref = base["modes"]["running/float32"]
+    rows = [(r["variant"], mode, compare_counts(e["inner"], ref["inner"]), compare_counts(e["outer"], ref["outer"]))
+            for r in s["variants"] for mode, e in r["modes"].items()
+            if not (r is base and mode == "running/float32")]
+    return Table(("variant", "BN stats / dtype", "inner: errors vs reference, difference of rates",
+                  "outer: errors vs reference, difference of rates"), tuple(rows),
+                 f"against {base['variant']} running/float32 (the sphere-relu recipe), same points; "
+                 f"difference of rates with its 95 % interval (Newcombe; conservative for paired counts): "
+                 f"higher / lower when the interval excludes 0")
 
 
 def paper_rows(s: dict) -> list[PaperRow]:

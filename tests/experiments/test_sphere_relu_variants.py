@@ -81,6 +81,27 @@ def test_variants_table_renders(variants):
     text = get("sphere-relu-variants").table(s).text()
     assert "population/float64" in text and "init_glorot_uniform" in text
     assert len(get("sphere-relu-variants").paper_rows(s)) == len(VARIANTS) * len(EVAL_MODES)
+    # the comparison table: every (variant, mode) but the reference, against the reference's counts
+    comp = get("sphere-relu-variants").table(s).tables[1]
+    assert len(comp.rows) == len(VARIANTS) * len(EVAL_MODES) - 1
+    ref = s["variants"][0]["modes"]["running/float32"]
+    last = s["variants"][-1]["modes"]["population/float64"]
+    assert comp.rows[-1][2].startswith(f"{last['inner']['errors']} vs {ref['inner']['errors']}: ")
+
+
+def test_compare_counts_states_the_difference_and_its_verdict():
+    from spheres.experiments.sphere_relu_variants import compare_counts
+
+    n = 1_000_000
+    e = lambda k: {"errors": k, "n": n}  # noqa: E731
+    # 648 vs 505 in 10^6: the difference 1.43e-4 has a standard error √(648 + 505)/10^6 = 3.4e-5
+    # (Poisson), so its 95 % interval excludes 0 by about 4 standard errors
+    assert compare_counts(e(648), e(505)).startswith("648 vs 505: +1.4e-04 [+")
+    assert compare_counts(e(648), e(505)).endswith("], higher")
+    assert compare_counts(e(505), e(648)).endswith("], lower")
+    # 503 vs 505: 0.04 standard errors apart
+    assert compare_counts(e(503), e(505)).endswith("not told apart")
+    assert compare_counts(e(0), e(0)) == "0 vs 0: +0.0e+00 [-3.7e-06, +3.7e-06], not told apart"
 
 
 def test_distance_rows_report_the_mean_first_then_median_and_quantiles():
