@@ -169,6 +169,30 @@ def test_nearest_error_l2_refinement_reaches_the_exact_distance_to_an_ellipsoid(
         attacks.nearest_error_l2(f, x, y, max_radius=5.0, num_steps=-1)
 
 
+def test_nearest_error_l2_without_refinement_bisects_the_deepfool_ray():
+    """``refine_steps=0``: DeepFool's point (2 % past a linear boundary, by its overshoot) is
+    bisected back along its own ray, so the distance is already exact (to ρ·2⁻³⁰; rtol 1e-6 as in
+    the closed-form test), and at least 1 % closer than the overshoot alone would give."""
+    f, w, b, x, y = linear_binary()
+    exact = np.abs(np.asarray(x) @ w + b) / np.linalg.norm(w)
+    res = attacks.nearest_error_l2(f, x, y, max_radius=10.0, refine_steps=0)
+    assert res.success.all()
+    np.testing.assert_allclose(res.distance, exact, rtol=1e-6)
+    np.testing.assert_array_equal(res.num_steps, 1)           # one DeepFool move, no refinement
+
+
+def test_nearest_error_l2_at_a_flat_point_fails_cleanly():
+    """Where the model's gradient is zero (a ReLU below its kink) DeepFool has no direction: the
+    attack fails and returns x itself, finite, at distance 0, not the NaN of 0/0."""
+    w = jnp.asarray([1.0, -2.0, 0.5])
+    f = lambda v: jnp.maximum(v @ w - 5.0, 0.0) - 0.1          # noqa: E731  flat, class 0, below 5
+    x = jnp.asarray([[0.1, 0.2, 0.3], [-1.0, 0.5, 2.0]])
+    res = attacks.nearest_error_l2(f, x, jnp.zeros(2, jnp.int32), max_radius=100.0)
+    assert not res.success.any()
+    np.testing.assert_array_equal(res.x_adv, x)
+    np.testing.assert_array_equal(res.distance, 0.0)
+
+
 def test_nearest_error_l2_respects_max_radius():
     f, w, b, x, y = linear_binary()
     exact = np.abs(np.asarray(x) @ w + b) / np.linalg.norm(w)
