@@ -4,7 +4,9 @@ The paper finds no error in 10⁷ points per sphere with 2 × 1000 ReLU+BatchNor
 `sphere-relu` errs on a few hundred. This driver trains the ReLU recipe once per variant of the
 choices the paper leaves open (each a sub-run, `_sphere.run_sub`) and evaluates every trained model
 four ways, post hoc (no retraining): BatchNorm with the running averages or with exact population
-statistics (`spheres.sphere.models.population_batch_stats`), each in float32 and in float64.
+statistics (`spheres.sphere.models.population_batch_stats`), each in float32 and in float64; and,
+on the same points, the fewest errors any shift of the output could reach (`offset_analysis`):
+what a misplaced threshold explains, and what only overlapping logits can.
 
 Variants: ``baseline`` (Flax defaults: BatchNorm momentum 0.99, epsilon 1e-5, LeCun-normal init,
 constant learning rate); ``bn_epsilon_1e-3`` (TensorFlow's epsilon); ``bn_momentum_0.9``;
@@ -95,6 +97,22 @@ def evaluate_modes(cfg: SphereTrainConfig, state: train.TrainState, *, progress:
     return out
 
 
+def offset_analysis(cfg: SphereTrainConfig, state: train.TrainState) -> dict:
+    """Per BatchNorm statistics (float32): `evaluate.best_offset` on the logits of the very points
+    `evaluate_modes` counts (key ``eval``): how few errors a shifted output ``logit − t`` could
+    make, i.e. how much of the error is a misplaced threshold rather than overlapping classes."""
+    out = {}
+    k_in, k_out = jax.random.split(keys(cfg.seed)["eval"])
+    for stats in ("running", "population"):
+        model, variables = (eval_model(dataclasses.replace(cfg, bn_stats="population"), state) if stats == "population"
+                            else (state.model, train.variables_of(state)))
+        f = models.logit_fns(model).batched
+        kw = dict(d=cfg.d, n=cfg.eval_samples, chunk=cfg.eval_chunk)
+        out[stats] = evaluate.best_offset(evaluate.sphere_logits(f, variables, key=k_in, radius=1.0, **kw),
+                                          evaluate.sphere_logits(f, variables, key=k_out, radius=cfg.R, **kw))
+    return out
+
+
 def _distances(a: dict | None) -> dict | None:
     if not a:
         return None
@@ -122,7 +140,10 @@ def run(cfg: VariantsConfig, run_dir: RunDir, *, progress: bool = True) -> dict:
             post = {"eval_samples": cfg.eval_samples, "population_samples": cfg.population_samples,
                     "modes": evaluate_modes(sub_cfg, final_state(sub_cfg, sub_dir), progress=progress)}
             sub_dir.save_json(POST_HOC, post)
-        rows.append({"variant": name, "changes": changes, "modes": post["modes"],
+        if "offsets" not in post:
+            post = {**post, "offsets": offset_analysis(sub_cfg, final_state(sub_cfg, sub_dir))}
+            sub_dir.save_json(POST_HOC, post)
+        rows.append({"variant": name, "changes": changes, "modes": post["modes"], "offsets": post["offsets"],
                      "distances": _distances(s.get("attacks")), "final_train_loss": s.get("final_train_loss"),
                      "train_seconds": s.get("train_seconds")})
     zero = [f"{r['variant']} {m}" for r in rows for m, e in r["modes"].items()
@@ -156,7 +177,21 @@ def table(s: dict) -> Tables:
               f"(running statistics, float32)")
     notes = (f"zero errors: {', '.join(s['zero_error'])}" if s["zero_error"] else
              "no variant and evaluation mode reaches zero errors on both spheres",)
-    return Tables(s["experiment"], provenance(s), (t, comparison_table(s)), notes)
+    tabs = (t, comparison_table(s)) + ((offset_table(s),) if all("offsets" in r for r in s["variants"]) else ())
+    return Tables(s["experiment"], provenance(s), tabs, notes)
+
+
+def offset_table(s: dict) -> Table:
+    """The fewest errors a shifted output ``logit − t`` makes on the same points, per variant and
+    BatchNorm statistics (`evaluate.best_offset`), beside the errors at ``t = 0``."""
+    rows = [(r["variant"], stats, f"{o['inner_at_0']} + {o['outer_at_0']} = {o['inner_at_0'] + o['outer_at_0']}",
+             f"{o['offset']:+.3g}", f"{o['inner']} + {o['outer']} = {o['total']}")
+            for r in s["variants"] for stats, o in r["offsets"].items()]
+    return Table(("variant", "BN stats", "errors at t = 0 (inner + outer)", "best offset t",
+                  "errors at the best t (inner + outer)"), tuple(rows),
+                 "the output shifted by the offset t that minimises the errors (float32, same points): what "
+                 "recalibrating the output (a bias; what BatchNorm's statistics and epsilon move) could remove; "
+                 "the errors left at the best t come from the two spheres' logits overlapping")
 
 
 def compare_counts(e: dict, ref: dict, confidence: float = 0.95) -> str:

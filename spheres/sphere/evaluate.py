@@ -14,6 +14,7 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from theory.binomial import clopper_pearson
 
@@ -159,6 +160,57 @@ def sphere_error_rate(batch_logits: Callable, variables, *, key: jax.Array, d: i
     errors += bad
     lower, upper = clopper_pearson(errors, n, confidence)
     return ErrorRate(errors, n, errors / n, lower, upper, confidence)
+
+
+@functools.lru_cache(maxsize=64)
+def _chunk_logits(batch_logits: Callable, d: int, radius: float, chunk: int, mesh) -> Callable:
+    sharding = batch_sharding(mesh)
+
+    @jax.jit
+    def logits(variables, key, c):
+        x = sdata.sample_sphere(jax.random.fold_in(key, c), chunk, d, radius)
+        return batch_logits(variables, jax.lax.with_sharding_constraint(x, sharding))
+
+    return logits
+
+
+def sphere_logits(batch_logits: Callable, variables, *, key: jax.Array, d: int, radius: float, n: int,
+                  chunk: int = 10_000, mesh=None) -> np.ndarray:
+    """The logits ``(n,)`` (host float array) of the very points `sphere_error_rate` counts with the
+    same ``key``, ``n`` and ``chunk``: chunk ``c`` is ``sample_sphere(fold_in(key, c), chunk, d,
+    radius)``, the chunk rounded up to a multiple of the device count. Memory is ``O(n)`` on the
+    host: for analyses of the logits themselves (`best_offset`), not for counting."""
+    if n <= 0:
+        raise ValueError(f"number of evaluation samples must be positive, got {n}")
+    mesh = data_mesh() if mesh is None else mesh
+    ndev = mesh.devices.size
+    chunk = -(-min(chunk, n) // ndev) * ndev
+    f = _chunk_logits(batch_logits, d, float(radius), chunk, mesh)
+    out = [np.asarray(f(variables, key, jnp.asarray(c, jnp.int32))) for c in range(math.ceil(n / chunk))]
+    return np.concatenate(out)[:n]
+
+
+def best_offset(inner_logits, outer_logits) -> dict:
+    """The output offset ``t`` that minimises the errors of the shifted classifier ``logit − t > 0``
+    (outer sphere, label 1) on the given points, found exactly: the error count
+    ``#(inner > t) + #(outer ≤ t)`` changes only at the logits' own values, so every one of them
+    (and −∞) is tried. Ties go to the ``t`` nearest 0. Returns ``{"offset", "inner", "outer",
+    "total"}`` (error counts at ``t``) and ``{"inner_at_0", "outer_at_0"}`` for comparison.
+
+    If even the best ``t`` leaves many errors, the two spheres' logits overlap and no recalibration
+    of the output (a bias, a BatchNorm shift) can remove them."""
+    a = np.sort(np.asarray(inner_logits, np.float64).ravel())
+    b = np.sort(np.asarray(outer_logits, np.float64).ravel())
+    if a.size == 0 or b.size == 0 or not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise ValueError("best_offset needs non-empty, finite logits on both spheres")
+    t = np.concatenate([[-np.inf], a, b])
+    inner = a.size - np.searchsorted(a, t, side="right")
+    outer = np.searchsorted(b, t, side="right")
+    total = inner + outer
+    best = np.flatnonzero(total == total.min())
+    i = best[np.argmin(np.abs(t[best]))]
+    return {"offset": float(t[i]), "inner": int(inner[i]), "outer": int(outer[i]), "total": int(total[i]),
+            "inner_at_0": int(np.sum(a > 0)), "outer_at_0": int(np.sum(b <= 0))}
 
 
 def two_sphere_error_rates(batch_logits: Callable, variables, *, key: jax.Array, d: int, R: float,

@@ -67,6 +67,12 @@ def test_variants_quick_reports_every_variant_and_mode(variants):
         sub = json.loads((out / r["variant"] / "summary.json").read_text())
         for sphere in ("inner", "outer"):
             assert r["modes"]["running/float32"][sphere]["errors"] == sub["error_rate"][sphere]["errors"]
+        # the offset analysis reads the logits of the very points counted: at t = 0 it repeats the
+        # float32 counts, and the best t never makes more errors than t = 0
+        for stats in ("running", "population"):
+            o, e = r["offsets"][stats], r["modes"][f"{stats}/float32"]
+            assert (o["inner_at_0"], o["outer_at_0"]) == (e["inner"]["errors"], e["outer"]["errors"])
+            assert o["total"] == o["inner"] + o["outer"] <= o["inner_at_0"] + o["outer_at_0"]
         assert r["distances"]["off_manifold_nearest"]["found"] >= 1
         assert "mean" in r["distances"]["off_manifold_nearest"]
     # the variants differ where they should: the sub-runs' configs carry their changes
@@ -82,7 +88,9 @@ def test_variants_table_renders(variants):
     assert "population/float64" in text and "init_glorot_uniform" in text
     assert len(get("sphere-relu-variants").paper_rows(s)) == len(VARIANTS) * len(EVAL_MODES)
     # the comparison table: every (variant, mode) but the reference, against the reference's counts
-    comp = get("sphere-relu-variants").table(s).tables[1]
+    tabs = get("sphere-relu-variants").table(s).tables
+    assert len(tabs[2].rows) == 2 * len(VARIANTS) and "best offset t" in tabs[2].header
+    comp = tabs[1]
     assert len(comp.rows) == len(VARIANTS) * len(EVAL_MODES) - 1
     ref = s["variants"][0]["modes"]["running/float32"]
     last = s["variants"][-1]["modes"]["population/float64"]

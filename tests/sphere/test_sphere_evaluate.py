@@ -161,3 +161,48 @@ def test_too_many_chunks_is_rejected_before_running():
     with pytest.raises(ValueError, match="2\\*\\*31"):
         evaluate.sphere_error_rate(_constant_logits, {"c": 0.0}, key=jax.random.key(0), d=2, radius=1.0,
                                    label=0, n=2**31, chunk=1, progress=False)
+
+
+@pytest.mark.parametrize("radius, label", [(1.0, 0), (1.3, 1)])
+def test_sphere_logits_are_the_points_the_error_rate_counts(radius, label):
+    """Same key, n and chunk (a partial last chunk): the logits' sign gives exactly the count of
+    `sphere_error_rate`, and their distribution is the half-space's Beta law (x₀/r + 1)/2 ~
+    Beta((d−1)/2, (d−1)/2) (KS at 1e-3: a wrong sampling would fail by far)."""
+    d, n, chunk, t = 6, 25_000, 10_000, 0.2
+    v = {"t": jnp.asarray(t)}
+    key = jax.random.key(7)
+    z = evaluate.sphere_logits(_halfspace_logits, v, key=key, d=d, radius=radius, n=n, chunk=chunk)
+    assert z.shape == (n,)
+    res = evaluate.sphere_error_rate(_halfspace_logits, v, key=key, d=d, radius=radius, label=label, n=n,
+                                     chunk=chunk, progress=False)
+    assert res.errors == (int(np.sum(z > 0)) if label == 0 else int(np.sum(z <= 0)))
+    u = ((z + t) / radius + 1) / 2
+    assert stats.kstest(u, stats.beta((d - 1) / 2, (d - 1) / 2).cdf).pvalue > 1e-3
+    with pytest.raises(ValueError, match="positive"):
+        evaluate.sphere_logits(_halfspace_logits, v, key=key, d=d, radius=radius, n=0)
+
+
+def test_best_offset_is_the_minimum_over_every_threshold():
+    """Against brute force over a grid that contains every logit, midpoints and both ends: the
+    error count ``#(inner > t) + #(outer <= t)`` is piecewise constant between logits."""
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        a = np.round(rng.normal(-1.0, 1.0, rng.integers(1, 40)), 1)      # rounded: ties occur
+        b = np.round(rng.normal(1.0 + rng.uniform(-2, 2), 1.0, rng.integers(1, 40)), 1)
+        vals = np.unique(np.concatenate([a, b]))
+        grid = np.concatenate([[vals[0] - 1], vals, (vals[1:] + vals[:-1]) / 2, [vals[-1] + 1]])
+        brute = [(int(np.sum(a > g) + np.sum(b <= g)), abs(g), g) for g in grid]
+        best = min(brute)[0]
+        r = evaluate.best_offset(a, b)
+        assert r["total"] == best == r["inner"] + r["outer"]
+        assert r["inner"] == np.sum(a > r["offset"]) and r["outer"] == np.sum(b <= r["offset"])
+        assert (r["inner_at_0"], r["outer_at_0"]) == (np.sum(a > 0), np.sum(b <= 0))
+    # separable: no error at the best t; ties go to the t nearest 0
+    r = evaluate.best_offset([-3.0, -2.0], [2.0, 5.0])
+    assert r["total"] == 0 and -2.0 <= r["offset"] < 2.0 and abs(r["offset"]) == 2.0
+    # overlapping by one point each way: at least one error whatever t
+    assert evaluate.best_offset([-1.0, 1.0], [0.5, 2.0])["total"] == 1
+    with pytest.raises(ValueError, match="finite"):
+        evaluate.best_offset([0.0, np.nan], [1.0])
+    with pytest.raises(ValueError, match="non-empty"):
+        evaluate.best_offset([], [1.0])
