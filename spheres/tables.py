@@ -189,8 +189,10 @@ def mean_interval(values, confidence: float = 0.95) -> tuple[float, float, float
 
 def over_seeds(values, seeds, confidence: float = 0.95) -> str:
     """Rates measured once per seed as ``mean m% [lower, upper] over k seeds (seed 0: a%, ...)`` with
-    `mean_interval`'s t interval in percent, rounded outward to 0.1 point."""
+    `mean_interval`'s t interval in percent, rounded outward to 0.1 point and cut to [0, 100] %
+    (the t interval is symmetric and knows nothing of a rate's range)."""
     m, lo, hi = mean_interval(values, confidence)
+    lo, hi = max(lo, 0.0), min(hi, 1.0)
     each = ", ".join(f"seed {s}: {100 * float(x):.1f}%" for s, x in zip(seeds, values))
     return (f"mean {100 * m:.1f}% [{math.floor(1000 * lo + 1e-9) / 10:.1f}, {math.ceil(1000 * hi - 1e-9) / 10:.1f}]"
             f" over {len(values)} seeds ({each})")

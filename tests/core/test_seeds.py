@@ -52,6 +52,13 @@ def test_over_seeds_text_names_each_seed_and_rounds_outward():
     assert "over 3 seeds (seed 0: 12.8%, seed 1: 12.0%, seed 2: 13.2%)" in text
 
 
+def test_over_seeds_keeps_rates_within_0_and_100_percent():
+    m, lo, hi = mean_interval([1.0, 1.0, 0.995])
+    assert hi > 1.0                                   # the t interval itself runs past 100 %
+    assert "[99.1, 100.0]" in over_seeds([1.0, 1.0, 0.995], [0, 1, 2])
+    assert "[0.0, 0.4]" in over_seeds([0.0, 0.0, 0.002], [0, 1, 2])    # mean 0.07 %, half-width 0.29 %
+
+
 def test_difference_over_seeds_verdicts():
     higher = difference_over_seeds([0.010, 0.012, 0.011], [0, 1, 2])
     assert higher.startswith("+1.1 points [") and "higher at 95% across training runs" in higher
