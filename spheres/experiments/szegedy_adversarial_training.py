@@ -37,7 +37,8 @@ from ..images.evaluate import evaluate
 from ..keys import named_keys
 from ..paper import PaperRow
 from ..results import RunDir
-from ..tables import Tables, ci_note, in_order, num, pct_ci, rate_difference
+from ..tables import (Tables, ci_note, difference_over_seeds, in_order, num, over_seeds, pct_ci,
+                      rate_difference)
 from . import register
 from ._image import base_summary, cached_examples, finish_summary, load_data, model_key, tables
 from ._szegedy import LbfgsFields, paper_value
@@ -138,7 +139,8 @@ def _variants(cfg: AdversarialTrainingConfig):
 
 @register("szegedy-adversarial-training", AdversarialTrainingConfig,
           "Szegedy §4.2: FC100-100-10 trained with a refreshed pool of L-BFGS examples vs weight decay alone",
-          table=lambda s: table(s), paper_rows=lambda s: paper_rows(s), paper="szegedy")
+          table=lambda s: table(s), paper_rows=lambda s: paper_rows(s), paper="szegedy",
+          seed_rows=lambda ss: seed_rows(ss))
 def run(cfg: AdversarialTrainingConfig, run_dir: RunDir, *, progress: bool = True) -> dict:
     t0 = time.time()
     ds = load_data(cfg)
@@ -216,4 +218,23 @@ def paper_rows(s: dict) -> list[PaperRow]:
     if drop not in v:
         rows.append(PaperRow(PAPER[drop], "not measured: this run trained no dropout variant of FC100-100-10 "
                                           "(set dropout, e.g. 0.5, to train it)"))
+    return rows
+
+
+def seed_rows(summaries: list[dict]) -> list[PaperRow]:
+    """The paper's test errors beside our mean over several seeds (same config otherwise) with the
+    t interval across seeds (`spheres.tables.over_seeds`), and the pool's effect as per-seed
+    paired differences (`spheres.tables.difference_over_seeds`)."""
+    s0, drop = summaries[0], "dropout (for reference)"
+    seeds = [s["seed"] for s in summaries]
+    note = lambda label: (f"{s0['dataset']}; dropout rate {s0.get('dropout', 0):g} after each hidden layer"  # noqa: E731
+                          if label == drop else s0["dataset"])
+    err = lambda label: [s["variants"][label]["test_error"] for s in summaries]  # noqa: E731
+    rows = [PaperRow(PAPER[label], over_seeds(err(label), seeds), note=note(label))
+            for label, _ in in_order(s0["variants"], ORDER) if label in PAPER]
+    for key, (a, b) in (("pool effect", ("adversarial pool", "weight decay only")),
+                        ("pool vs dropout", ("adversarial pool", drop))):
+        if a in s0["variants"] and b in s0["variants"]:
+            rows.append(PaperRow(PAPER[key], difference_over_seeds([x - y for x, y in zip(err(a), err(b))], seeds),
+                                 note=note(b)))
     return rows

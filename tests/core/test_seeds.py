@@ -116,3 +116,32 @@ def test_records_equal_but_for_the_seed_are_reported_together(tmp_path):
     assert report.build_report([runs]).endswith(page)
     # a group of one seed, or an experiment without seed_rows, gives no section
     assert report.seed_sections([a]) == ""
+
+
+SZEGEDY = RUNS / "szegedy-adversarial-training-paper"
+
+
+@pytest.mark.skipif(not SZEGEDY.exists(), reason="needs the archived szegedy-adversarial-training-paper record")
+def test_szegedy_pool_effect_across_seeds(tmp_path):
+    """Three copies of the record with the pool's test error moved by −0.4 and +0.2 points: the
+    per-seed differences and their mean come out as computed here."""
+    runs = tmp_path / "runs"
+    s = json.loads((SZEGEDY / "summary.json").read_text())
+    for seed, shift in ((0, 0.0), (1, -0.004), (2, 0.002)):
+        d = runs / f"s{seed}"
+        shutil.copytree(SZEGEDY, d)
+        for name, edit in (("config.json", lambda c: c["config"].update(seed=seed)),
+                           ("manifest.json", lambda m: m.update(seed=seed)),
+                           ("summary.json", lambda t: (t.update(seed=seed), t["variants"]["adversarial pool"].update(
+                               test_error=round(s["variants"]["adversarial pool"]["test_error"] + shift, 4))))):
+            obj = json.loads((d / name).read_text())
+            edit(obj)
+            (d / name).write_text(json.dumps(obj))
+    page = report.seed_sections(report.find_runs([runs]))
+    assert page.startswith("### szegedy-adversarial-training across seeds")
+    v = s["variants"]
+    base = v["adversarial pool"]["test_error"] - v["weight decay only"]["test_error"]
+    diffs = [base, base - 0.004, base + 0.002]
+    assert f"{100 * sum(diffs) / 3:+.1f} points [" in page
+    assert f"(seed 0: {100 * diffs[0]:+.1f}, seed 1: {100 * diffs[1]:+.1f}, seed 2: {100 * diffs[2]:+.1f})" in page
+    assert page.count("over 3 seeds") == 5          # three variants, two differences
