@@ -111,6 +111,12 @@ def make_outcome_counter(batch_logits: Callable, d: int, radius: float, label: i
     return count
 
 
+def _device_chunk(chunk: int, n: int, mesh) -> int:
+    """The chunk actually used: at most ``n``, rounded up to a multiple of the device count."""
+    ndev = mesh.devices.size
+    return -(-min(chunk, n) // ndev) * ndev
+
+
 def sphere_error_rate(batch_logits: Callable, variables, *, key: jax.Array, d: int, radius: float,
                       label: int, n: int, chunk: int = 10_000, chunks_per_block: int = 10,
                       confidence: float = 0.95, mesh=None, progress: bool = True,
@@ -133,8 +139,7 @@ def sphere_error_rate(batch_logits: Callable, variables, *, key: jax.Array, d: i
     if n <= 0:
         raise ValueError(f"number of evaluation samples must be positive, got {n}")
     mesh = data_mesh() if mesh is None else mesh
-    ndev = mesh.devices.size
-    chunk = -(-min(chunk, n) // ndev) * ndev  # at most n, a multiple of the device count
+    chunk = _device_chunk(chunk, n, mesh)
     chunks_per_block = max(1, min(chunks_per_block, (2**31 - 1) // chunk))
     num_chunks = math.ceil(n / chunk)
     if num_chunks >= 2**31:
@@ -183,8 +188,7 @@ def sphere_logits(batch_logits: Callable, variables, *, key: jax.Array, d: int, 
     if n <= 0:
         raise ValueError(f"number of evaluation samples must be positive, got {n}")
     mesh = data_mesh() if mesh is None else mesh
-    ndev = mesh.devices.size
-    chunk = -(-min(chunk, n) // ndev) * ndev
+    chunk = _device_chunk(chunk, n, mesh)
     f = _chunk_logits(batch_logits, d, float(radius), chunk, mesh)
     out = [np.asarray(f(variables, key, jnp.asarray(c, jnp.int32))) for c in range(math.ceil(n / chunk))]
     return np.concatenate(out)[:n]
