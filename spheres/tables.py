@@ -151,6 +151,11 @@ def pct_ci(rate, n, confidence: float = 0.95) -> str:
     return f"{p:.{digits}f}% [{_pct_bound(lower, False)}, {_pct_bound(upper, True)}]"
 
 
+def _points_outward(lo: float, hi: float) -> tuple[float, float]:
+    """An interval of rates in percentage points, rounded outward to 0.1 point."""
+    return math.floor(1000 * lo + 1e-9) / 10, math.ceil(1000 * hi - 1e-9) / 10
+
+
 def rate_difference(rate1, n1, rate2, n2, *, seeds: int = 1, confidence: float = 0.95) -> str:
     """``rate1 − rate2`` in points with its interval (`theory.binomial.difference_interval`, on the
     counts `rate_ci` recovers; ends rounded outward to 0.1 point) and what it allows one to say,
@@ -167,7 +172,7 @@ def rate_difference(rate1, n1, rate2, n2, *, seeds: int = 1, confidence: float =
     verdict = (f"not told apart at {confidence:.0%} ({runs}): inconclusive" if lo <= 0.0 <= hi else
                f"{'lower' if hi < 0 else 'higher'} at {confidence:.0%} over the test draw ({runs}"
                + ("; training-to-training spread not measured)" if seeds == 1 else ")"))
-    lo_pt, hi_pt = math.floor(1000 * lo + 1e-9) / 10, math.ceil(1000 * hi - 1e-9) / 10
+    lo_pt, hi_pt = _points_outward(lo, hi)
     return f"{100 * d:+.1f} points [{lo_pt:+.1f}, {hi_pt:+.1f}], {verdict}"
 
 
@@ -194,7 +199,8 @@ def over_seeds(values, seeds, confidence: float = 0.95) -> str:
     m, lo, hi = mean_interval(values, confidence)
     lo, hi = max(lo, 0.0), min(hi, 1.0)
     each = ", ".join(f"seed {s}: {100 * float(x):.1f}%" for s, x in zip(seeds, values))
-    return (f"mean {100 * m:.1f}% [{math.floor(1000 * lo + 1e-9) / 10:.1f}, {math.ceil(1000 * hi - 1e-9) / 10:.1f}]"
+    lo_pt, hi_pt = _points_outward(lo, hi)
+    return (f"mean {100 * m:.1f}% [{lo_pt:.1f}, {hi_pt:.1f}]"
             f" over {len(values)} seeds ({each})")
 
 
@@ -207,8 +213,9 @@ def difference_over_seeds(diffs, seeds, confidence: float = 0.95) -> str:
     verdict = (f"{'lower' if hi < 0 else 'higher'} at {confidence:.0%} across training runs" if told else
                f"not told apart at {confidence:.0%}: inconclusive")
     each = ", ".join(f"seed {s}: {100 * float(x):+.1f}" for s, x in zip(seeds, diffs))
-    return (f"{100 * m:+.1f} points [{math.floor(1000 * lo + 1e-9) / 10:+.1f}, "
-            f"{math.ceil(1000 * hi - 1e-9) / 10:+.1f}] over {len(diffs)} seeds, {verdict} ({each})")
+    lo_pt, hi_pt = _points_outward(lo, hi)
+    return (f"{100 * m:+.1f} points [{lo_pt:+.1f}, "
+            f"{hi_pt:+.1f}] over {len(diffs)} seeds, {verdict} ({each})")
 
 
 def ci_note(confidence: float = 0.95) -> str:
