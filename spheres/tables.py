@@ -204,6 +204,27 @@ def over_seeds(values, seeds, confidence: float = 0.95) -> str:
             f" over {len(values)} seeds ({each})")
 
 
+def count_over_seeds(counts, seeds, total: int, confidence: float = 0.95) -> str:
+    """Counts measured once per seed (e.g. α outside a band, of ``total``) as
+    ``mean m of total [lower, upper] over k seeds (seed 0: a, ...)`` with `mean_interval`'s t interval
+    rounded outward to 0.1 and cut to [0, total]."""
+    m, lo, hi = mean_interval(counts, confidence)
+    lo, hi = max(math.floor(10 * lo) / 10, 0.0), min(math.ceil(10 * hi) / 10, float(total))
+    each = ", ".join(f"seed {s}: {int(c)}" for s, c in zip(seeds, counts))
+    return f"mean {m:.1f} of {total} [{lo:.1f}, {hi:.1f}] over {len(counts)} seeds ({each})"
+
+
+def pooled_rate(measured, confidence: float = 0.95) -> dict:
+    """Measured rates ``{"errors", "n", ...}`` of several models on disjoint samples pooled into one
+    (`fmt_rate`'s form): the errors and points summed, with the exact (Clopper–Pearson) interval of
+    the sum. For models whose rates differ the pooled count is less spread than a binomial, so the
+    interval is conservative for their mean rate."""
+    errors, n = sum(int(e["errors"]) for e in measured), sum(int(e["n"]) for e in measured)
+    lo, hi = clopper_pearson(errors, n, confidence)
+    return {"errors": errors, "n": n, "rate": errors / n, "lower": float(lo), "upper": float(hi),
+            "confidence": confidence}
+
+
 def difference_over_seeds(diffs, seeds, confidence: float = 0.95) -> str:
     """Per-seed differences of two rates (``a − b`` on the same evaluation set, one pair of models per
     seed) in points, with `mean_interval`'s t interval and what it allows one to say, e.g.

@@ -1,7 +1,8 @@
 """``sphere-quadratic-finite``: the quadratic net trained on a finite set of N points (Gilmer et al. 2018, §4).
 
 For each N of a sweep: train on a fixed set of N points (reshuffled every epoch), then count the
-αᵢ outside [1/R², 1] (paper: 394 of 500 at N = 10⁶) and compare four error rates: the CLT estimate
+αᵢ outside [1/R², 1] (paper: 394 of 500 at N = 10⁶; the count at every tracked step is kept
+too) and compare four error rates: the CLT estimate
 (paper ≈ 1e-11 at N = 10⁶), the exact rate, an importance-sampled Monte Carlo estimate and the
 errors measured on ``eval_samples`` points per sphere (paper: none in 10⁷).
 
@@ -28,7 +29,7 @@ from ..paper import PaperRow, PaperValue
 from ..results import RunDir
 from ..sphere.bracket import format_bracket
 from ..sphere.quadratic import alphas_of, importance_mc
-from ..tables import Table, Tables, fmt_log10, fmt_rate
+from ..tables import Table, Tables, count_over_seeds, fmt_log10, fmt_rate, mean_interval, pooled_rate
 from . import register
 from ._sphere import (SphereTrainConfig, derive_config, distance_vs_bound, final_state, keys, provenance,
                       run_sub)
@@ -69,6 +70,13 @@ class FiniteConfig(SphereTrainConfig):
         require(self.mc_samples >= 1, f"mc_samples must be >= 1 (got {self.mc_samples})")
 
 
+def outside_over_training(metrics: list[dict]) -> list[list[int]]:
+    """``[[step, α outside [1/R², 1]], ...]`` at every step a sub-run tracked its α spectrum, by step
+    (a step logged again after a resume keeps its last record)."""
+    at = {m["step"]: m["alpha_below"] + m["alpha_above"] for m in metrics if "alpha_below" in m}
+    return [[step, at[step]] for step in sorted(at)]
+
+
 def _row(cfg, n: int, sub: dict, mc: dict) -> dict:
     th = sub["theory"]
     return {"train_size": n, "alpha_outside": th["alpha_below"] + th["alpha_above"],
@@ -83,8 +91,9 @@ def _row(cfg, n: int, sub: dict, mc: dict) -> dict:
 def _figure(summary: dict) -> Figure:
     rows = summary["rows"]
     ns = [r["train_size"] for r in rows]
-    fig = Figure(figsize=(11, 4))
-    ax = fig.subplots(1, 2)
+    tracked = [r for r in rows if r.get("alpha_outside_over_training")]
+    fig = Figure(figsize=(16.5 if tracked else 11, 4))
+    ax = fig.subplots(1, 3 if tracked else 2)
     ax[0].plot(ns, [r["alpha_outside"] for r in rows], "o-")
     ax[0].set(xscale="log", xlabel="training-set size N", ylabel=f"# alpha outside [1/R², 1] (of {summary['d']})",
               title="Quadratic net on a finite set: alphas outside the perfect band")
@@ -94,13 +103,21 @@ def _figure(summary: dict) -> Figure:
     ax[1].set(xscale="log", xlabel="training-set size N", ylabel="log10 error rate",
               title="Error rate: exact vs CLT (Prop. 4.1)")
     ax[1].legend()
+    for r in tracked:
+        steps, counts = zip(*r["alpha_outside_over_training"])
+        ax[2].plot(steps, counts, label=f"N = {r['train_size']:,}")
+    if tracked:
+        ax[2].set(xlabel="training step", ylabel=f"# alpha outside [1/R², 1] (of {summary['d']})",
+                  title="Alphas outside the band during training")
+        ax[2].legend()
     return fig
 
 
 @register("sphere-quadratic-finite", FiniteConfig,
           "quadratic net on a finite training set (Gilmer §4): alphas outside [1/R^2,1], "
           "CLT vs exact vs importance-sampled MC vs measured error, sweep over N",
-          table=lambda s: table(s), paper_rows=lambda s: paper_rows(s), paper="gilmer")
+          table=lambda s: table(s), paper_rows=lambda s: paper_rows(s), paper="gilmer",
+          seed_rows=lambda ss: seed_rows(ss))
 def run(cfg: FiniteConfig, run_dir: RunDir, *, progress: bool = True) -> dict:
     names = [f"N{n}" for n in cfg.train_sizes]
     todo = members_to_run(run_dir, names)
@@ -122,6 +139,7 @@ def run(cfg: FiniteConfig, run_dir: RunDir, *, progress: bool = True) -> dict:
         rows[-1]["distance_vs_bound"] = distance_vs_bound(cfg, alpha)
         on = (sub.get("attacks") or {}).get("on_manifold_nearest", {}).get("bracket")
         rows[-1]["attack_bracket"] = on
+        rows[-1]["alpha_outside_over_training"] = outside_over_training(sub_dir.read_metrics())
         run_dir.log_metrics({"step": len(rows), **rows[-1]})
         rest += time.time() - t_rest
     if run_dir.shard:
@@ -157,8 +175,31 @@ def table(s: dict) -> Tables:
                  [(f"{r['train_size']:,}", *_distance_cells(r.get("distance_vs_bound")),
                    format_bracket(r.get("attack_bracket"))) for r in s["rows"]],
                  caption="Distance to the nearest error (exact, on the sphere; ∞: no error exists)")
+    parts = (t, dist) if any(r.get("distance_vs_bound") for r in s["rows"]) else (t,)
+    during = over_training_table(s)
     return Tables(f"sphere-quadratic-finite (d={s['d']}, h={s['hidden']}, {s['steps']:,} steps)",
-                  provenance(s), (t, dist) if any(r.get("distance_vs_bound") for r in s["rows"]) else (t,))
+                  provenance(s), parts + ((during,) if during else ()))
+
+
+FRACTIONS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+
+
+def over_training_table(s: dict) -> Table | None:
+    """α outside the band at the last tracked step at or before each of `FRACTIONS` of training,
+    one row per N, with the fewest over training and where it was; None for records without the
+    trajectory."""
+    rows = []
+    for r in s["rows"]:
+        traj = r.get("alpha_outside_over_training")
+        if not traj:
+            continue
+        at = lambda f: next((c for step, c in reversed(traj) if step <= f * s["steps"]), "-")  # noqa: E731
+        low_step, low = min(traj, key=lambda sc: (sc[1], sc[0]))
+        rows.append((f"{r['train_size']:,}", *(str(at(f)) for f in FRACTIONS), f"{low} at step {low_step:,}"))
+    if not rows:
+        return None
+    return Table(("N", *(f"step {round(f * s['steps']):,}" for f in FRACTIONS), "fewest (first step)"), rows,
+                 caption=f"α outside [1/R², 1] (of {s['d']}) during training")
 
 
 def _distance_cells(dv: dict | None) -> tuple[str, str, str]:
@@ -195,3 +236,36 @@ def paper_rows(s: dict) -> list[PaperRow]:
                 PaperRow(MEASURED, f"inner {fmt_rate(m['inner'])}, outer {fmt_rate(m['outer'])}",
                          quantity=f"{n}: errors in {m['inner']['n']:,} samples per sphere")]
     return out
+
+
+def seed_rows(summaries: list[dict]) -> list[PaperRow]:
+    """For every N the records share: α outside the band as a mean over seeds with the t interval
+    across seeds (`spheres.tables.count_over_seeds`), the CLT and exact rates as means of their log10
+    over seeds, and the measured errors pooled over the seeds' disjoint samples
+    (`spheres.tables.pooled_rate`)."""
+    seeds = [s["seed"] for s in summaries]
+    by_n = [{r["train_size"]: r for r in s["rows"]} for s in summaries]
+    out = []
+    for n in sorted(set.intersection(*(set(b) for b in by_n))):
+        rs = [b[n] for b in by_n]
+        q = f"N = {n:,}"
+        out.append(PaperRow(OUTSIDE, count_over_seeds([r["alpha_outside"] for r in rs], seeds, rs[0]["d"]),
+                            quantity=f"{q}: α outside [1/R², 1]", note=training_length(summaries[0], n)))
+        for value, kind in ((CLT, "clt"), (EXACT, "exact")):
+            out.append(PaperRow(value, " / ".join(_log10_over_seeds([r[f"log10_{kind}_{sp}"] for r in rs])
+                                                  for sp in ("inner", "outer")) + f" over {len(rs)} seeds",
+                                quantity=f"{q}: {kind.upper() if kind == 'clt' else kind} error rate (inner / outer), "
+                                         f"mean of log10 [t interval]"))
+        pooled = {sp: pooled_rate([r["measured"][sp] for r in rs]) for sp in ("inner", "outer")}
+        out.append(PaperRow(MEASURED, f"inner {fmt_rate(pooled['inner'])}, outer {fmt_rate(pooled['outer'])}",
+                            quantity=f"{q}: errors in {rs[0]['measured']['inner']['n']:,} samples per sphere, "
+                                     f"pooled over {len(rs)} seeds"))
+    return out
+
+
+def _log10_over_seeds(values: list[float]) -> str:
+    """``10^m [10^lo, 10^hi]`` from per-seed log10 rates (``0`` if any rate is exactly zero)."""
+    if any(v == -np.inf for v in values):
+        return "0 for some seed"
+    m, lo, hi = mean_interval(values)
+    return f"{fmt_log10(m)} [{fmt_log10(lo)}, {fmt_log10(hi)}]"

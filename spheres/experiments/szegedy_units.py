@@ -30,7 +30,7 @@ from ..images.plots import image_grid_figure
 from ..keys import named_keys
 from ..paper import PaperRow
 from ..results import RunDir
-from ..tables import Tables, num
+from ..tables import Tables, difference_over_seeds, num, over_seeds
 from . import register
 from ._image import ImageConfig, base_summary, finish_summary, load_data, tables, train_cached
 from ._szegedy import paper_value
@@ -82,7 +82,8 @@ class UnitsConfig(ImageConfig):
 
 @register("szegedy-units", UnitsConfig,
           "Szegedy §3: top test images for single units vs random directions (image grids, label purity)",
-          table=lambda s: table(s), paper_rows=lambda s: paper_rows(s), paper="szegedy")
+          table=lambda s: table(s), paper_rows=lambda s: paper_rows(s), paper="szegedy",
+          seed_rows=lambda ss: seed_rows(ss))
 def run(cfg: UnitsConfig, run_dir: RunDir, *, progress: bool = True) -> dict:
     t0 = time.time()
     ds = load_data(cfg)
@@ -158,3 +159,23 @@ def paper_rows(s: dict) -> list[PaperRow]:
                             f"{s['random_direction_label_purity_mean']:.2f} (random directions), "
                             f"chance {s['chance_label_purity_reference']:.2f}; {purity_difference(s)}",
                      note=s["dataset"])]
+
+
+def seed_rows(summaries: list[dict]) -> list[PaperRow]:
+    """The mean label purity of the units' and the random directions' top images over several seeds
+    (one trained net each, same config otherwise) with the t interval across seeds
+    (`spheres.tables.over_seeds`), and units minus random directions as per-seed paired differences
+    (`spheres.tables.difference_over_seeds`): the paper's "equally coherent" holds where the
+    difference is not told apart from zero."""
+    seeds = [s["seed"] for s in summaries]
+    mean = lambda key: [s[f"{key}_label_purity_mean"] for s in summaries]  # noqa: E731
+    note = f"{summaries[0]['dataset']}; purity as a share of the top-{len(summaries[0]['top_unit_labels'][0])} images"
+    return [PaperRow(PAPER, over_seeds(mean("unit"), seeds), quantity="label purity of single units' top images",
+                     note=note),
+            PaperRow(PAPER, over_seeds(mean("random_direction"), seeds),
+                     quantity="label purity of random directions' top images", note=note),
+            PaperRow(PAPER, over_seeds([s["chance_label_purity_reference"] for s in summaries], seeds),
+                     quantity="label purity of random images (chance)", note=note),
+            PaperRow(PAPER, difference_over_seeds([u - r for u, r in zip(mean("unit"), mean("random_direction"))],
+                                                  seeds),
+                     quantity="units minus random directions, label purity", note=note)]

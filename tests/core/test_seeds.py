@@ -145,3 +145,60 @@ def test_szegedy_pool_effect_across_seeds(tmp_path):
     assert f"{100 * sum(diffs) / 3:+.1f} points [" in page
     assert f"(seed 0: {100 * diffs[0]:+.1f}, seed 1: {100 * diffs[1]:+.1f}, seed 2: {100 * diffs[2]:+.1f})" in page
     assert page.count("over 3 seeds") == 5          # three variants, two differences
+
+
+UNITS = RUNS / "szegedy-units-full"
+
+
+@pytest.mark.skipif(not UNITS.exists(), reason="needs the archived szegedy-units-full record")
+def test_szegedy_units_purity_across_seeds():
+    """Three summaries with the units' mean purity moved by −0.10 and −0.05: the rows give each
+    mean over seeds and the paired difference with Student's t interval (t₀.₉₇₅,₂ = 4.303), computed
+    here by hand, and the verdict follows the interval."""
+    from spheres.experiments import szegedy_units
+
+    s = json.loads((UNITS / "summary.json").read_text())
+    ss = [dict(s, seed=seed, unit_label_purity_mean=s["unit_label_purity_mean"] + shift)
+          for seed, shift in ((0, 0.0), (1, -0.10), (2, -0.05))]
+    rows = szegedy_units.seed_rows(ss)
+    assert [r.quantity for r in rows] == ["label purity of single units' top images",
+                                          "label purity of random directions' top images",
+                                          "label purity of random images (chance)",
+                                          "units minus random directions, label purity"]
+    diffs = [x["unit_label_purity_mean"] - x["random_direction_label_purity_mean"] for x in ss]
+    m = sum(diffs) / 3
+    sd = math.sqrt(sum((d - m) ** 2 for d in diffs) / 2)
+    half = 4.302652729911275 * sd / math.sqrt(3)
+    assert rows[3].ours.startswith(f"{100 * m:+.1f} points [{math.floor(1000 * (m - half)) / 10:+.1f}, "
+                                   f"{math.ceil(1000 * (m + half)) / 10:+.1f}] over 3 seeds")
+    told = not (m - half) <= 0 <= (m + half)
+    assert ("inconclusive" in rows[3].ours) is not told
+    assert rows[0].ours.startswith(f"mean {100 * (s['unit_label_purity_mean'] - 0.05):.1f}% [")
+    same = f"{100 * s['random_direction_label_purity_mean']:.1f}%"
+    assert rows[1].ours.startswith(f"mean {same} [") and f"seed 2: {same})" in rows[1].ours
+    assert all(r.note.startswith(s["dataset"]) for r in rows)
+
+
+def test_count_over_seeds_cuts_to_the_total_and_rounds_outward():
+    from spheres.tables import count_over_seeds
+
+    # 16, 20, 24 of 500: mean 20, s = 4, half-width 4.3027 · 4 / √3 = 9.937 -> [10.0, 30.0]
+    assert count_over_seeds([16, 20, 24], [0, 1, 2], 500) == \
+        "mean 20.0 of 500 [10.0, 30.0] over 3 seeds (seed 0: 16, seed 1: 20, seed 2: 24)"
+    # near the ends the interval is cut to [0, total]
+    assert count_over_seeds([0, 2], [0, 1], 500).startswith("mean 1.0 of 500 [0.0, 13.8]")
+    assert count_over_seeds([499, 500], [0, 1], 500).startswith("mean 499.5 of 500 [493.1, 500.0]")
+
+
+def test_pooled_rate_sums_counts_and_takes_the_exact_interval_of_the_sum():
+    from spheres.tables import fmt_rate, pooled_rate
+
+    e = lambda k, n: {"errors": k, "n": n}  # noqa: E731
+    p = pooled_rate([e(0, 10_000_000)] * 3)
+    # none in 3·10⁷: the two-sided 95% upper bound 1 − 0.025^(1/n) ≈ 3.689 / n
+    assert p["errors"] == 0 and p["n"] == 30_000_000
+    assert p["upper"] == pytest.approx(-math.log(0.025) / 30_000_000, rel=1e-6)
+    assert fmt_rate(p) == "0/30,000,000 (≤ 1.2e-07 at 95%)"
+    q = pooled_rate([e(3, 1000), e(1, 1000)])
+    assert (q["errors"], q["n"], q["rate"]) == (4, 2000, 0.002)
+    assert q["lower"] < 0.002 < q["upper"]

@@ -1,6 +1,7 @@
 """Quick presets of the quadratic-network experiments (Gilmer §4): theory agrees with measurement."""
 
 import json
+import math
 
 import jax
 import numpy as np
@@ -77,6 +78,51 @@ def test_finite_sweep_exact_matches_measured_and_importance_mc(finite):
     notes = [r.note for r in get("sphere-quadratic-finite").paper_rows(finite) if "α outside" in r.quantity]
     assert notes[0].startswith("after 20,000 steps = 10,000 epochs;") and "= 100 epochs;" in notes[2]
     assert all("training length for its finite-set run is not stated" in n for n in notes)
+
+
+def test_finite_sweep_keeps_the_alpha_count_over_training(finite):
+    """Every tracked step's count (quick: every 5,000 of 20,000 steps) is in the summary, the last
+    one is the final count (the same parameters), and the table reads it at fractions of training."""
+    from spheres.experiments import get
+    from spheres.experiments.sphere_quadratic_finite import FRACTIONS
+
+    for r in finite["rows"]:
+        traj = r["alpha_outside_over_training"]
+        assert [step for step, _ in traj] == list(range(0, 20_001, 5000))
+        assert traj[-1][1] == r["alpha_outside"] and all(0 <= c <= 50 for _, c in traj)
+    t = get("sphere-quadratic-finite").table(finite).tables[-1]
+    assert t.caption.startswith("α outside [1/R², 1]") and len(t.header) == len(FRACTIONS) + 2
+    first = finite["rows"][0]["alpha_outside_over_training"]
+    # step 1,000 (5 %) falls before the first tracked step after 0: it shows the count at step 0
+    assert t.rows[0][1:4] == (str(first[0][1]),) * 3 and t.rows[0][-2] == str(first[-1][1])
+    low = min(first, key=lambda sc: (sc[1], sc[0]))
+    assert t.rows[0][-1] == f"{low[1]} at step {low[0]:,}"
+
+
+def test_finite_sweep_across_seeds(finite):
+    """Two summaries (the run and a copy with every α count +3 and one more inner error): the rows
+    give the mean count with its t interval over seeds, and the pooled measured errors."""
+    import copy
+
+    from spheres.experiments.sphere_quadratic_finite import seed_rows
+
+    other = copy.deepcopy(finite)
+    other["seed"] = 1
+    for r in other["rows"]:
+        r["alpha_outside"] += 3
+        r["measured"]["inner"]["errors"] += 1
+    rows = seed_rows([finite, other])
+    assert len(rows) == 4 * len(finite["rows"])
+    r0 = finite["rows"][0]
+    a = r0["alpha_outside"]
+    # t interval of two values a, a + 3: mean ± t₀.₉₇₅,₁ · 1.5 (t = 12.706)
+    lo, hi = max(a + 1.5 - 12.7062 * 1.5, 0), min(a + 1.5 + 12.7062 * 1.5, 50)
+    assert rows[0].ours.startswith(f"mean {a + 1.5:.1f} of 50 [{math.floor(10 * lo) / 10:.1f}, "
+                                   f"{math.ceil(10 * hi) / 10:.1f}] over 2 seeds (seed 0: {a}, seed 1: {a + 3})")
+    assert rows[0].quantity == "N = 100: α outside [1/R², 1]"
+    e, n = r0["measured"]["inner"]["errors"], r0["measured"]["inner"]["n"]
+    assert rows[3].ours.startswith(f"inner {2 * e + 1}/{2 * n:,} = " if 2 * e + 1 else "inner 0/")
+    assert "pooled over 2 seeds" in rows[3].quantity
 
 
 def test_perfect_init_starts_perfect_at_the_papers_outputs_then_drifts(tmp_path):
