@@ -76,16 +76,21 @@ class VariantsConfig(SphereTrainConfig):
                 "running / float32")
 
 
-def evaluate_modes(cfg: SphereTrainConfig, state: train.TrainState, *, progress: bool = False) -> dict:
-    """Error rates per sphere of one trained model in every ``EVAL_MODES`` (``"stats/dtype"`` keys),
-    ``eval_samples`` points per sphere from key ``eval``: the same float32 points in every mode (the
-    float64 modes compute on them in float64). Population statistics are computed once."""
+def by_statistics(cfg: SphereTrainConfig, state: train.TrainState) -> dict[str, tuple]:
+    """``(model, variables)`` of one trained model per BatchNorm statistics: ``running`` (the
+    averages kept in training) and ``population`` (exact statistics of ``population_samples``
+    points, `spheres.sphere.models.population_batch_stats`)."""
+    return {"running": (state.model, train.variables_of(state)),
+            "population": eval_model(dataclasses.replace(cfg, bn_stats="population"), state)}
+
+
+def evaluate_modes(cfg: SphereTrainConfig, stats_models: dict[str, tuple], *, progress: bool = False) -> dict:
+    """Error rates per sphere of one trained model (`by_statistics`) in every ``EVAL_MODES``
+    (``"stats/dtype"`` keys), ``eval_samples`` points per sphere from key ``eval``: the same float32
+    points in every mode (the float64 modes compute on them in float64)."""
     out = {}
-    pop = None
     for stats, dtype in EVAL_MODES:
-        if stats == "population" and pop is None:
-            pop = eval_model(dataclasses.replace(cfg, bn_stats="population"), state)
-        model, variables = pop if stats == "population" else (state.model, train.variables_of(state))
+        model, variables = stats_models[stats]
         if dtype == "float64":
             model = model.clone(dtype=np.float64)
             variables = jax.tree_util.tree_map(lambda a: np.asarray(a, np.float64), jax.device_get(variables))
@@ -97,17 +102,16 @@ def evaluate_modes(cfg: SphereTrainConfig, state: train.TrainState, *, progress:
     return out
 
 
-def offset_analysis(cfg: SphereTrainConfig, state: train.TrainState) -> dict:
-    """Per BatchNorm statistics (float32): `evaluate.best_offset` on the logits of the very points
-    `evaluate_modes` counts (key ``eval``): how few errors a shifted output ``logit − t`` could
-    make, i.e. how much of the error is a misplaced threshold rather than overlapping classes."""
+def offset_analysis(cfg: SphereTrainConfig, stats_models: dict[str, tuple]) -> dict:
+    """Per BatchNorm statistics (float32; `by_statistics`): `evaluate.best_offset` on the logits of
+    the very points `evaluate_modes` counts (key ``eval``): how few errors a shifted output
+    ``logit − t`` could make, i.e. how much of the error is a misplaced threshold rather than
+    overlapping classes."""
     out = {}
     k_in, k_out = jax.random.split(keys(cfg.seed)["eval"])
-    for stats in ("running", "population"):
-        model, variables = (eval_model(dataclasses.replace(cfg, bn_stats="population"), state) if stats == "population"
-                            else (state.model, train.variables_of(state)))
+    kw = dict(d=cfg.d, n=cfg.eval_samples, chunk=cfg.eval_chunk)
+    for stats, (model, variables) in stats_models.items():
         f = models.logit_fns(model).batched
-        kw = dict(d=cfg.d, n=cfg.eval_samples, chunk=cfg.eval_chunk)
         out[stats] = evaluate.best_offset(evaluate.sphere_logits(f, variables, key=k_in, radius=1.0, **kw),
                                           evaluate.sphere_logits(f, variables, key=k_out, radius=cfg.R, **kw))
     return out
@@ -136,12 +140,13 @@ def run(cfg: VariantsConfig, run_dir: RunDir, *, progress: bool = True) -> dict:
         sub_dir, s = run_sub(run_dir, name, "sphere-relu", sub_cfg, progress=progress)
         p = sub_dir.path / f"{POST_HOC}.json"
         post = read_json(p) if p.exists() else None
-        if post is None or post.get("eval_samples") != cfg.eval_samples:
-            post = {"eval_samples": cfg.eval_samples, "population_samples": cfg.population_samples,
-                    "modes": evaluate_modes(sub_cfg, final_state(sub_cfg, sub_dir), progress=progress)}
-            sub_dir.save_json(POST_HOC, post)
-        if "offsets" not in post:
-            post = {**post, "offsets": offset_analysis(sub_cfg, final_state(sub_cfg, sub_dir))}
+        stale = post is None or post.get("eval_samples") != cfg.eval_samples
+        if stale or "offsets" not in post:
+            stats_models = by_statistics(sub_cfg, final_state(sub_cfg, sub_dir))
+            if stale:
+                post = {"eval_samples": cfg.eval_samples, "population_samples": cfg.population_samples,
+                        "modes": evaluate_modes(sub_cfg, stats_models, progress=progress)}
+            post = {**post, "offsets": offset_analysis(sub_cfg, stats_models)}
             sub_dir.save_json(POST_HOC, post)
         rows.append({"variant": name, "changes": changes, "modes": post["modes"], "offsets": post["offsets"],
                      "distances": _distances(s.get("attacks")), "final_train_loss": s.get("final_train_loss"),
