@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .config import PRESET_ALIASES
 from .paper import PAPERS
 from .results import load_run
 
@@ -107,7 +108,8 @@ def _section_or_unreadable(path: Path, rel_to: Path | None) -> str:
 def seed_groups(paths) -> list[tuple[str, str, list[Path]]]:
     """``(experiment, preset, [run directories])`` for every set of finished records under ``paths``
     whose configs are equal but for the seed, with at least two distinct seeds (ordered by seed;
-    unreadable or unfinished records are left out)."""
+    unreadable or unfinished records are left out; a preset alias counts as its preset: ``full`` is
+    ``paper``)."""
     import json
 
     groups: dict[tuple, dict[int, Path]] = {}
@@ -120,7 +122,8 @@ def seed_groups(paths) -> list[tuple[str, str, list[Path]]]:
             continue
         cfg = dict(run["config"].get("config", {}))
         seed = cfg.pop("seed", None)
-        key = (run["config"].get("experiment"), run["manifest"].get("preset", "?"), json.dumps(cfg, sort_keys=True))
+        preset = run["manifest"].get("preset", "?")
+        key = (run["config"].get("experiment"), PRESET_ALIASES.get(preset, preset), json.dumps(cfg, sort_keys=True))
         groups.setdefault(key, {}).setdefault(seed, p)
     return [(exp, preset, [by_seed[s] for s in sorted(by_seed)])
             for (exp, preset, _), by_seed in sorted(groups.items()) if len(by_seed) >= 2]

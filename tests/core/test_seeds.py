@@ -116,6 +116,12 @@ def test_records_equal_but_for_the_seed_are_reported_together(tmp_path):
     assert report.build_report([runs]).endswith(page)
     # a group of one seed, or an experiment without seed_rows, gives no section
     assert report.seed_sections([a]) == ""
+    # a preset alias is its preset: a record made as "full" joins those made as "paper"
+    for run, preset in ((a, "paper"), (b, "full"), (c, "paper")):
+        m = json.loads((run / "manifest.json").read_text())
+        (run / "manifest.json").write_text(json.dumps(dict(m, preset=preset)))
+    assert [(e, p, len(g)) for e, p, g in report.seed_groups(paths)] == [
+        ("goodfellow-adversarial-training", "paper", 3)]
 
 
 SZEGEDY = RUNS / "szegedy-adversarial-training-paper"
