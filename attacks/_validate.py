@@ -14,6 +14,7 @@ import numpy as np
 from attacks import _model
 from attacks._base import LOSSES, predict_batch
 from attacks._model import Resolved
+from theory._common import is_int
 
 
 def _concrete(*arrays) -> bool:
@@ -135,7 +136,7 @@ def check_eps_or_epsilons(eps, epsilons, batch: int, dtype):
 
 
 def check_int(value, name: str, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+    if not is_int(value, minimum):
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}.")
     return int(value)
 

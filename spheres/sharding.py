@@ -15,6 +15,8 @@ import jax.numpy as jnp
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 import numpy as np
 
+from theory._common import is_int
+
 
 def data_mesh(devices=None) -> Mesh:
     """A 1-D mesh named ``data`` over ``devices`` (default: all visible devices)."""
@@ -88,7 +90,7 @@ def conv_impl(impl: str = "auto") -> str:
 def _positive_int_or_none(value, name: str, alternatives: str = ""):
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+    if not is_int(value):
         raise ValueError(f"{name} must be a positive int, None{alternatives}, got {value!r}")
     return int(value)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 import warnings
 
 import jax
@@ -26,6 +27,13 @@ def warn_if_float32(name: str, why: str) -> None:
             f"theory.{name} is running with jax_enable_x64=False (float32): {why}. "
             "Enable float64 with jax.config.update('jax_enable_x64', True).",
             PrecisionWarning, stacklevel=3)
+
+
+def is_int(value, minimum: int = 1) -> bool:
+    """``value`` is an integer (Python or NumPy, not a bool) ``>= minimum``: the one test behind
+    every count, size and step option checked at a public boundary."""
+    return (isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+            and value >= minimum)
 
 
 def check_sphere(sphere: str) -> str:

@@ -32,7 +32,8 @@ from jax import lax
 from scipy import optimize, special, stats
 
 from .binomial import clopper_pearson
-from ._common import as_float64_array, check_alpha, check_radius, check_sphere, is_concrete, warn_if_float32
+from ._common import (as_float64_array, check_alpha, check_radius, check_sphere, is_concrete, is_int,
+                      warn_if_float32)
 
 # --------------------------------------------------------------------------------------------------
 # The quadratic form's coefficients
@@ -364,7 +365,7 @@ def mc_error_rate(alpha, *, sphere: str = "inner", R=1.3, n: int, key, importanc
     check_sphere(sphere)
     R = check_radius(R)
     warn_if_float32("mc_error_rate", "the boundary test Σαx² ≷ 1 and the importance weights lose precision")
-    if not (isinstance(n, (int, np.integer)) and n > 0):
+    if not is_int(n):
         raise ValueError(f"n must be a positive integer, got {n!r}")
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")

@@ -28,7 +28,6 @@ Everything here is ``jax.numpy`` and jittable (shapes, strides and padding stati
 from __future__ import annotations
 
 import math
-import numbers
 from functools import partial
 from typing import Callable, Mapping, NamedTuple, Sequence
 
@@ -37,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._common import warn_if_float32
+from ._common import is_int, warn_if_float32
 
 
 def dense_lipschitz(W) -> jax.Array:
@@ -54,7 +53,7 @@ def dense_lipschitz(W) -> jax.Array:
 
 def _pair(v, name) -> tuple[int, int]:
     t = (v, v) if isinstance(v, int) else tuple(v)
-    if len(t) != 2 or not all(isinstance(i, int) and i >= 1 for i in t):
+    if len(t) != 2 or not all(is_int(i) for i in t):
         raise ValueError(f"{name} must be a positive int or a pair of them, got {v!r}")
     return t
 
@@ -67,7 +66,7 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     Example: ``same_padding(28, 5, 2) == (1, 2)``; ``same_padding(28, 5, 1) == (2, 2)``.
     """
     for name, v in (("size", size), ("kernel", kernel), ("stride", stride)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
+        if not is_int(v):
             raise ValueError(f"same_padding: {name} must be a positive int, got {v!r}")
     out = -(-size // stride)
     total = max((out - 1) * stride + kernel - size, 0)

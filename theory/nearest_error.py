@@ -66,7 +66,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from ._common import check_radius, check_sphere, is_concrete, warn_if_float32
+from ._common import check_radius, check_sphere, is_concrete, is_int, warn_if_float32
 from .quadratic import _alpha_and_vectors, _check_b, _params_of
 
 DEFAULT_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
@@ -302,7 +302,7 @@ def check_options(on_manifold, **ints) -> None:
     if not isinstance(on_manifold, (bool, np.bool_)):
         raise ValueError(f"on_manifold must be True or False, got {on_manifold!r}")
     for name, v in ints.items():
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+        if not is_int(v):
             raise ValueError(f"{name} must be a positive int, got {v!r}")
 
 

@@ -19,6 +19,8 @@ from typing import NamedTuple
 
 import numpy as np
 
+from theory._common import is_int
+
 from ..sphere.evaluate import NonFiniteOutputError, nonfinite_message
 from . import models as im
 
@@ -36,7 +38,7 @@ def predict_logits(model, variables, x, *, batch: int = 1000) -> np.ndarray:
 def padded_chunks(x: np.ndarray, batch: int):
     """``(chunk, k)``: ``x`` in chunks of ``batch`` rows, the last padded by repeating its final row,
     with the number ``k`` of real rows (one shape, so a jitted function compiles once)."""
-    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+    if not is_int(batch):
         raise ValueError(f"padded_chunks: batch must be an int >= 1, got {batch!r}")
     for s in range(0, x.shape[0], batch):
         chunk = x[s:s + batch]

@@ -11,13 +11,13 @@ both implementations.
 
 from __future__ import annotations
 
-import numbers
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from theory._common import is_int
 from theory.lipschitz import same_padding
 
 
@@ -29,9 +29,9 @@ def im2col(h: jax.Array, kernel: tuple[int, int], stride: int) -> jax.Array:
     if getattr(h, "ndim", None) != 4:
         raise ValueError(f"im2col needs images of shape (B, H, W, C), got shape {getattr(h, 'shape', type(h))}")
     if (isinstance(kernel, int) or len(kernel) != 2
-            or not all(isinstance(k, numbers.Integral) and not isinstance(k, bool) and k >= 1 for k in kernel)):
+            or not all(is_int(k) for k in kernel)):
         raise ValueError(f"im2col: kernel must be a pair of positive ints (kh, kw), got {kernel!r}")
-    if isinstance(stride, bool) or not isinstance(stride, numbers.Integral) or stride < 1:
+    if not is_int(stride):
         raise ValueError(f"im2col: stride must be a positive int, got {stride!r}")
     kh, kw = kernel
     (t, b), (l, r) = same_padding(h.shape[1], kh, stride), same_padding(h.shape[2], kw, stride)
