@@ -33,7 +33,7 @@ def is_int(value, minimum: int = 1) -> bool:
     """``value`` is an integer (Python or NumPy, not a bool) ``>= minimum``: the one test behind
     every count, size and step option checked at a public boundary."""
     return (isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
-            and value >= minimum)
+            and bool(value >= minimum))
 
 
 def check_sphere(sphere: str) -> str:

@@ -106,3 +106,12 @@ def test_options_are_keyword_only():
         c.check_unit_interval(0.5, "p", False)
     with pytest.raises(TypeError):
         c.as_float64_array([1.0], "lam", 1)
+
+
+@pytest.mark.parametrize("value, minimum, ok", [
+    (1, 1, True), (np.int64(3), 1, True), (0, 0, True), (np.uint8(0), 0, True),
+    (0, 1, False), (-2, 1, False), (True, 1, False), (np.bool_(True), 1, False),
+    (1.0, 1, False), (np.float32(2), 1, False), ("2", 1, False), (None, 1, False),
+])
+def test_is_int_takes_integers_at_least_minimum_and_never_bools(value, minimum, ok):
+    assert c.is_int(value, minimum) is ok
