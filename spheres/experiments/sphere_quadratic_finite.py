@@ -255,7 +255,7 @@ def seed_rows(summaries: list[dict]) -> list[PaperRow]:
             out.append(PaperRow(value, " / ".join(_log10_over_seeds([r[f"log10_{kind}_{sp}"] for r in rs])
                                                   for sp in ("inner", "outer")) + f" over {len(rs)} seeds",
                                 quantity=f"{q}: {kind.upper() if kind == 'clt' else kind} error rate (inner / outer), "
-                                         f"mean of log10 [t interval]"))
+                                         f"geometric mean over seeds [t interval of log10]"))
         pooled = {sp: pooled_rate([r["measured"][sp] for r in rs]) for sp in ("inner", "outer")}
         out.append(PaperRow(MEASURED, f"inner {fmt_rate(pooled['inner'])}, outer {fmt_rate(pooled['outer'])}",
                             quantity=f"{q}: errors in {rs[0]['measured']['inner']['n']:,} samples per sphere, "
@@ -264,8 +264,9 @@ def seed_rows(summaries: list[dict]) -> list[PaperRow]:
 
 
 def _log10_over_seeds(values: list[float]) -> str:
-    """``10^m [10^lo, 10^hi]`` from per-seed log10 rates (``0`` if any rate is exactly zero)."""
+    """The geometric mean ``10^m [10^lo, 10^hi]`` of per-seed rates from their log10s, with the t
+    interval of the log10s cut at a rate of 1 (``0 for some seed`` if a rate is exactly zero)."""
     if any(v == -np.inf for v in values):
         return "0 for some seed"
     m, lo, hi = mean_interval(values)
-    return f"{fmt_log10(m)} [{fmt_log10(lo)}, {fmt_log10(hi)}]"
+    return f"{fmt_log10(m)} [{fmt_log10(lo)}, {fmt_log10(min(hi, 0.0))}]"

@@ -123,6 +123,15 @@ def test_finite_sweep_across_seeds(finite):
     e, n = r0["measured"]["inner"]["errors"], r0["measured"]["inner"]["n"]
     assert rows[3].ours.startswith(f"inner {2 * e + 1}/{2 * n:,} = " if 2 * e + 1 else "inner 0/")
     assert "pooled over 2 seeds" in rows[3].quantity
+    assert "geometric mean over seeds" in rows[1].quantity and rows[1].ours.endswith("over 2 seeds")
+
+
+def test_rates_over_seeds_are_geometric_means_cut_at_one():
+    from spheres.experiments.sphere_quadratic_finite import _log10_over_seeds
+
+    # 1e-12 and 1e-10: geometric mean 1e-11; t interval of the log10s -11 ± 12.706 -> cut at 10^0
+    assert _log10_over_seeds([-12.0, -10.0]) == "1e-11 [1.97e-24, 1]"
+    assert _log10_over_seeds([-12.0, -np.inf]) == "0 for some seed"
 
 
 def test_perfect_init_starts_perfect_at_the_papers_outputs_then_drifts(tmp_path):
