@@ -35,7 +35,8 @@ from ._sphere import (SphereTrainConfig, derive_config, distance_vs_bound, final
                       run_sub)
 from ._sweep import members_to_run, shard_result
 
-OUTSIDE = PaperValue("α outside [1/R², 1] at N = 10⁶", "394 of 500", "gilmer", "§4", "unverified")
+PAPER_D, PAPER_OUTSIDE = 500, 394
+OUTSIDE = PaperValue("α outside [1/R², 1] at N = 10⁶", f"{PAPER_OUTSIDE} of {PAPER_D}", "gilmer", "§4", "unverified")
 CLT = PaperValue("CLT error estimate at N = 10⁶", "≈ 1e-11", "gilmer", "§4", "unverified")
 EXACT = PaperValue("exact error rate", "— (the paper has no exact value)", "gilmer", "§4", "verified")
 MEASURED = PaperValue("errors in 10⁷ samples per sphere at N = 10⁶", "none", "gilmer", "§4", "unverified")
@@ -222,13 +223,32 @@ def training_length(s: dict, train_size: int) -> str:
             f"stated in our sources")
 
 
+def first_at_paper_count(row: dict) -> int | None:
+    """The first tracked step after the start at which at most the paper's 394 of 500 α lay outside
+    the band (the paper's d only; None if never, or without a trajectory)."""
+    traj = row.get("alpha_outside_over_training")
+    if not traj or row["d"] != PAPER_D:
+        return None
+    return next((step for step, count in traj if step > 0 and count <= PAPER_OUTSIDE), None)
+
+
+def _paper_count_note(s: dict, rows: list[dict]) -> str:
+    """Where each run's count first met the paper's: the training length at which ours reads 394."""
+    if rows[0]["d"] != PAPER_D or not all(r.get("alpha_outside_over_training") for r in rows):
+        return ""
+    steps = [first_at_paper_count(r) for r in rows]
+    each = ", ".join("never" if t is None else f"step {t:,} = {t * s['batch'] / r['train_size']:.3g} epochs"
+                     for t, r in zip(steps, rows))
+    return f"; first ≤ {PAPER_OUTSIDE} at a tracked step: {each}"
+
+
 def paper_rows(s: dict) -> list[PaperRow]:
     out = []
     for r in s["rows"]:
         n = f"N = {r['train_size']:,}"
         m = r["measured"]
         out += [PaperRow(OUTSIDE, f"{r['alpha_outside']} of {r['d']}", quantity=f"{n}: α outside [1/R², 1]",
-                         note=training_length(s, r["train_size"])),
+                         note=training_length(s, r["train_size"]) + _paper_count_note(s, [r])),
                 PaperRow(CLT, f"{fmt_log10(r['log10_clt_inner'])} / {fmt_log10(r['log10_clt_outer'])}",
                          quantity=f"{n}: CLT error estimate (inner / outer)"),
                 PaperRow(EXACT, f"{fmt_log10(r['log10_exact_inner'])} / {fmt_log10(r['log10_exact_outer'])}",
@@ -250,7 +270,8 @@ def seed_rows(summaries: list[dict]) -> list[PaperRow]:
         rs = [b[n] for b in by_n]
         q = f"N = {n:,}"
         out.append(PaperRow(OUTSIDE, count_over_seeds([r["alpha_outside"] for r in rs], seeds, rs[0]["d"]),
-                            quantity=f"{q}: α outside [1/R², 1]", note=training_length(summaries[0], n)))
+                            quantity=f"{q}: α outside [1/R², 1]",
+                            note=training_length(summaries[0], n) + _paper_count_note(summaries[0], rs)))
         for value, kind in ((CLT, "clt"), (EXACT, "exact")):
             out.append(PaperRow(value, " / ".join(_log10_over_seeds([r[f"log10_{kind}_{sp}"] for r in rs])
                                                   for sp in ("inner", "outer")) + f" over {len(rs)} seeds",

@@ -126,6 +126,18 @@ def test_finite_sweep_across_seeds(finite):
     assert "geometric mean over seeds" in rows[1].quantity and rows[1].ours.endswith("over 2 seeds")
 
 
+def test_the_step_where_the_count_meets_the_papers():
+    """At the paper's d = 500 the α row says when the count first fell to the paper's 394 (here a
+    made-up trajectory: 429 at the start, 400 at step 20,000, 390 at 40,000); other d say nothing."""
+    from spheres.experiments import sphere_quadratic_finite as f
+
+    row = {"train_size": 1_000_000, "d": 500, "alpha_outside_over_training": [[0, 429], [20_000, 400], [40_000, 390]]}
+    assert f.first_at_paper_count(row) == 40_000
+    assert f._paper_count_note({"batch": 50}, [row]) == "; first ≤ 394 at a tracked step: step 40,000 = 2 epochs"
+    assert f.first_at_paper_count({**row, "alpha_outside_over_training": [[0, 300], [20_000, 400]]}) is None
+    assert f._paper_count_note({"batch": 50}, [{**row, "d": 50}]) == ""
+
+
 def test_rates_over_seeds_are_geometric_means_cut_at_one():
     from spheres.experiments.sphere_quadratic_finite import _log10_over_seeds
 
