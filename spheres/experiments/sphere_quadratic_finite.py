@@ -2,9 +2,9 @@
 
 For each N of a sweep: train on a fixed set of N points (reshuffled every epoch), then count the
 αᵢ outside [1/R², 1] (paper: 394 of 500 at N = 10⁶; the count at every tracked step is kept
-too) and compare four error rates: the CLT estimate
-(paper ≈ 1e-11 at N = 10⁶), the exact rate, an importance-sampled Monte Carlo estimate and the
-errors measured on ``eval_samples`` points per sphere (paper: none in 10⁷).
+too) and compare four error rates: the CLT estimate (paper ≈ 1e-11 at N = 10⁶), the exact rate,
+an importance-sampled Monte Carlo estimate and the errors measured on ``eval_samples`` points per
+sphere (paper: none in 10⁷).
 
     spheres run sphere-quadratic-finite --preset quick    # d = 50, N in {100, 1000, 10000}: ~1 min CPU
     spheres run sphere-quadratic-finite --preset paper    # d = 500, N in {10^4, 10^5, 10^6}, 10^6 steps each
