@@ -228,10 +228,17 @@ def _rendezvous(launch: Launch) -> dict[int, socket.socket]:
 class _Watchdog:
     """Stops this process when another one of the run dies. Each connection of the rendezvous
     carries one byte at the end: ``B`` (finished) or ``E`` (failed with an error of its own); a
-    connection that closes without it means the process died."""
+    connection that closes without it means the process died.
+
+    Process 0 hosts JAX's coordination service, and JAX aborts every other process the moment that
+    service goes away. So process 0, when it leaves early (its own error, or a peer lost), first
+    waits for the other processes to close their connections, that is to exit, for at most
+    ``2 * _GRACE`` seconds: a peer with the same error reports it itself, and one waiting in a
+    collective stops after ``_GRACE`` with the line naming process 0."""
 
     def __init__(self, peers: dict[int, socket.socket], me: int, n: int):
         self.peers, self.me, self.n = dict(peers), me, n
+        self._all = list(peers.values())       # every connection, also those already finished
         self._done = False
         threading.Thread(target=self._watch, name="spheres-peer-watchdog", daemon=True).start()
 
@@ -254,27 +261,50 @@ class _Watchdog:
                     del self.peers[pid]
                     failed_at = failed_at or (pid, time.time())
                 else:
-                    _die(f"process {pid} of {self.n} stopped without finishing (killed, crashed or "
-                         f"out of memory); stopping process {self.me} too. Rerun the same command "
-                         f"on every process to resume from the last checkpoint")
+                    self._die(f"process {pid} of {self.n} stopped without finishing (killed, "
+                              f"crashed or out of memory); stopping process {self.me} too. Rerun "
+                              f"the same command on every process to resume from the last checkpoint")
             if failed_at and time.time() - failed_at[1] > _GRACE and not self._done:
-                _die(f"process {failed_at[0]} of {self.n} failed (see its error); stopping process "
-                     f"{self.me} too")
+                self._die(f"process {failed_at[0]} of {self.n} failed (see its error); stopping "
+                          f"process {self.me} too")
 
     def finish(self, ok: bool) -> None:
+        """Send ``B`` (``ok``) or ``E`` to the peers still running; on process 0 after a failure,
+        return only once they have exited (or ``2 * _GRACE`` seconds have passed)."""
         self._done = True
         for s in self.peers.values():
             try:
                 s.sendall(b"B" if ok else b"E")
-                s.close()
+                s.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
+        if not ok and self.me == 0:
+            self._outlive(2 * _GRACE)
+        for s in self._all:
+            s.close()
 
+    def _outlive(self, timeout: float) -> None:
+        """Wait until every peer has closed its connection (it exited), at most ``timeout`` s. The
+        watch thread may read the same sockets, hence non-blocking reads."""
+        deadline, waiting = time.time() + timeout, list(self._all)
+        while waiting and (left := deadline - time.time()) > 0:
+            ready, _, _ = select.select(waiting, [], [], min(left, 1.0))
+            for s in ready:
+                try:
+                    gone = not s.recv(64, socket.MSG_DONTWAIT)
+                except BlockingIOError:         # the watch thread took the byte
+                    gone = False
+                except OSError:
+                    gone = True
+                if gone:
+                    waiting.remove(s)
 
-def _die(message: str) -> None:
-    print(f"spheres: error: {message}", file=sys.stderr, flush=True)
-    sys.stdout.flush()
-    os._exit(EXIT_PEER_LOST)
+    def _die(self, message: str) -> None:
+        print(f"spheres: error: {message}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        if self.me == 0:            # the others stop after _GRACE, before the service goes
+            self.finish(False)
+        os._exit(EXIT_PEER_LOST)
 
 
 def finish(ok: bool) -> None:

@@ -142,3 +142,32 @@ def test_library_pieces_across_two_processes(tmp_path):
         assert f["attack_rows"] == 7 and f["attack_success_equal"]
         assert f["attack_max_gap"] <= 1e-5                   # per-example attack, other batch size
     assert found[0]["errors_global"] == found[1]["errors_global"]
+
+
+@pytest.mark.parametrize("me", [0, 1])
+def test_process_0_leaving_with_an_error_outlives_the_others(me, monkeypatch):
+    """JAX aborts every process the moment process 0's coordination service goes away, so process 0
+    leaving with an error sends ``E`` and returns only once its peers have closed their
+    connections (exited), or after ``2 * _GRACE``; any other process returns at once."""
+    import socket
+    import threading
+
+    monkeypatch.setattr(distributed, "_GRACE", 0.5)
+    here, there = socket.socketpair()
+    watch = distributed._Watchdog({1 - me: here}, me, 2)
+    done = threading.Event()
+    threading.Thread(target=lambda: (watch.finish(False), done.set()), daemon=True).start()
+    assert there.recv(1) == b"E" and there.recv(1) == b""      # the byte, then this side's end
+    if me == 1:
+        assert done.wait(5)
+        return
+    assert not done.wait(0.3)             # the peer is still running: process 0 stays
+    there.close()                         # the peer exits
+    assert done.wait(5)
+
+    here, there = socket.socketpair()     # a peer that never exits: process 0 leaves after 2 * _GRACE
+    watch = distributed._Watchdog({1: here}, 0, 2)
+    t0 = time.time()
+    watch.finish(False)
+    assert 0.9 <= time.time() - t0 < 5
+    there.close()
