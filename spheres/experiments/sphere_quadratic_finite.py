@@ -188,19 +188,22 @@ FRACTIONS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 def over_training_table(s: dict) -> Table | None:
     """α outside the band at the last tracked step at or before each of `FRACTIONS` of training,
     one row per N, with the fewest over training and where it was; None for records without the
-    trajectory."""
-    rows = []
-    for r in s["rows"]:
-        traj = r.get("alpha_outside_over_training")
-        if not traj:
-            continue
-        at = lambda f: next((c for step, c in reversed(traj) if step <= f * s["steps"]), "-")  # noqa: E731
-        low_step, low = min(traj, key=lambda sc: (sc[1], sc[0]))
-        rows.append((f"{r['train_size']:,}", *(str(at(f)) for f in FRACTIONS), f"{low} at step {low_step:,}"))
-    if not rows:
+    trajectory. A fraction that no row tracked since the previous one adds no column."""
+    trajs = [(r, r["alpha_outside_over_training"]) for r in s["rows"] if r.get("alpha_outside_over_training")]
+    if not trajs:
         return None
-    return Table(("N", *(f"step {round(f * s['steps']):,}" for f in FRACTIONS), "fewest (first step)"), rows,
-                 caption=f"α outside [1/R², 1] (of {s['d']}) during training")
+    last = lambda traj, f: next(((st, c) for st, c in reversed(traj) if st <= f * s["steps"]), None)  # noqa: E731
+    fracs = [f for i, f in enumerate(FRACTIONS)
+             if i == 0 or any(last(t, f) != last(t, FRACTIONS[i - 1]) for _, t in trajs)]
+    rows = []
+    for r, traj in trajs:
+        low_step, low = min(traj, key=lambda sc: (sc[1], sc[0]))
+        rows.append((f"{r['train_size']:,}", *("-" if last(traj, f) is None else str(last(traj, f)[1])
+                                                for f in fracs), f"{low} at step {low_step:,}"))
+    gaps = sorted({b[0] - a[0] for _, t in trajs for a, b in zip(t, t[1:])})
+    every = f"; tracked every {gaps[0]:,} steps" if len(gaps) == 1 else ""
+    return Table(("N", *(f"step {round(f * s['steps']):,}" for f in fracs), "fewest (first step)"), rows,
+                 caption=f"α outside [1/R², 1] (of {s['d']}) during training{every}")
 
 
 def _distance_cells(dv: dict | None) -> tuple[str, str, str]:

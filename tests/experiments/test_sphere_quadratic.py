@@ -84,19 +84,37 @@ def test_finite_sweep_keeps_the_alpha_count_over_training(finite):
     """Every tracked step's count (quick: every 5,000 of 20,000 steps) is in the summary, the last
     one is the final count (the same parameters), and the table reads it at fractions of training."""
     from spheres.experiments import get
-    from spheres.experiments.sphere_quadratic_finite import FRACTIONS
 
     for r in finite["rows"]:
         traj = r["alpha_outside_over_training"]
         assert [step for step, _ in traj] == list(range(0, 20_001, 5000))
         assert traj[-1][1] == r["alpha_outside"] and all(0 <= c <= 50 for _, c in traj)
     t = get("sphere-quadratic-finite").table(finite).tables[-1]
-    assert t.caption.startswith("α outside [1/R², 1]") and len(t.header) == len(FRACTIONS) + 2
+    assert t.caption == "α outside [1/R², 1] (of 50) during training; tracked every 5,000 steps"
+    # 1 % to 20 % of training (200 to 4,000 steps) come before the first tracked step after 0: they
+    # would repeat step 0's count and get no column
+    assert t.header == ("N", "step 0", "step 10,000", "step 20,000", "fewest (first step)")
     first = finite["rows"][0]["alpha_outside_over_training"]
-    # step 1,000 (5 %) falls before the first tracked step after 0: it shows the count at step 0
-    assert t.rows[0][1:4] == (str(first[0][1]),) * 3 and t.rows[0][-2] == str(first[-1][1])
+    assert t.rows[0][1:4] == (str(first[0][1]), str(first[2][1]), str(first[-1][1]))
     low = min(first, key=lambda sc: (sc[1], sc[0]))
     assert t.rows[0][-1] == f"{low[1]} at step {low[0]:,}"
+
+
+def test_count_table_columns_and_cells():
+    """A made-up record of 100,000 steps: N = 10 tracked every 20,000, N = 20 only at 0 and the end.
+    The 1 %, 2 %, 5 % and 10 % columns would repeat step 0 in both rows and are left out; 20 %
+    reads step 20,000 for N = 10 and step 0 for N = 20. Mixed intervals name none."""
+    from spheres.experiments.sphere_quadratic_finite import over_training_table
+
+    rows = [{"train_size": 10, "alpha_outside_over_training": [[0, 9], [20_000, 7], [40_000, 5], [60_000, 5],
+                                                               [80_000, 6], [100_000, 6]]},
+            {"train_size": 20, "alpha_outside_over_training": [[0, 8], [100_000, 3]]},
+            {"train_size": 30}]                        # a record without the trajectory: no row
+    t = over_training_table({"d": 10, "steps": 100_000, "rows": rows})
+    assert t.header == ("N", "step 0", "step 20,000", "step 50,000", "step 100,000", "fewest (first step)")
+    assert list(t.rows) == [("10", "9", "7", "5", "6", "5 at step 40,000"), ("20", "8", "8", "8", "3", "3 at step 100,000")]
+    assert t.caption == "α outside [1/R², 1] (of 10) during training"
+    assert over_training_table({"d": 10, "steps": 1, "rows": rows[2:]}) is None
 
 
 def test_finite_sweep_across_seeds(finite):
