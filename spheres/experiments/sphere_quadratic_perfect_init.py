@@ -221,8 +221,8 @@ def table(s: dict) -> Tables:
             ("alpha in range at start", f"{s['initial']['alpha_fraction_in_range']:.1%}" if s["initial"] else "-"),
             ("alpha in range at end", f"{th['alpha_fraction_in_range']:.1%} ({th['alpha_below']} below, "
                                       f"{th['alpha_above']} above)"),
-            ("first step no longer perfect (exact)", str(s["first_imperfect_step"])),
-            ("first step the manifold attack finds an error", str(s.get("first_attack_error_step", "not tracked"))),
+            ("first step no longer perfect (exact)", _first_step(s, "first_imperfect_step")),
+            ("first step the manifold attack finds an error", _first_step(s, "first_attack_error_step")),
             ("exact error inner / outer", f"{fmt_log10(th['log10_exact_inner'])} / {fmt_log10(th['log10_exact_outer'])}"),
             ("CLT error inner / outer", f"{fmt_log10(th['log10_clt_inner'])} / {fmt_log10(th['log10_clt_outer'])}"),
             ("measured errors inner / outer", f"{er['inner']['errors']}/{er['inner']['n']:,} / "
@@ -253,9 +253,18 @@ def paper_rows(s: dict) -> list[PaperRow]:
     if len(traj) >= 2:
         a, b = traj[0], traj[-1]
         wc = lambda m: max(m["exact_worst_case_loss_inner"], m["exact_worst_case_loss_outer"])  # noqa: E731
-        rows.append(PaperRow(DIVERGE, f"exact worst case {wc(a):.3g} → {wc(b):.3g}; average "
-                                      f"{a['loss'] if a['loss'] is not None else float('nan'):.3g} → {b['loss']:.3g} "
-                                      f"(step {a['step']:,} → {b['step']:,})"))
-    rows.append(PaperRow(FOUND_AGAIN, f"step {s['first_imperfect_step']} (exact: first α outside the band); "
-                                      f"step {s.get('first_attack_error_step', '-')} (manifold attack)"))
+        # the start has no training loss yet (it is the mean over the chunk after a step)
+        first = next((m for m in traj if m["loss"] is not None), b)
+        rows.append(PaperRow(DIVERGE, f"exact worst case {wc(a):.3g} → {wc(b):.3g} (step {a['step']:,} → "
+                                      f"{b['step']:,}); average {first['loss']:.3g} → {b['loss']:.3g} (step "
+                                      f"{first['step']:,} → {b['step']:,})"))
+    rows.append(PaperRow(FOUND_AGAIN, f"{_first_step(s, 'first_imperfect_step')} (exact: first α outside the "
+                                      f"band); {_first_step(s, 'first_attack_error_step')} (manifold attack)"))
     return rows
+
+
+def _first_step(s: dict, key: str) -> str:
+    """``step 1,200``; ``none in N steps`` when tracked and never; ``not tracked`` in older records."""
+    if key not in s:
+        return "not tracked"
+    return "none in {:,} steps".format(s["steps"]) if s[key] is None else f"step {s[key]:,}"

@@ -190,6 +190,27 @@ def test_perfect_init_starts_perfect_at_the_papers_outputs_then_drifts(tmp_path)
         assert _binom_consistent(10 ** th[f"log10_exact_{sphere}"], e["errors"], e["n"])
 
 
+def test_perfect_init_paper_rows_from_a_made_up_record():
+    """The start has no training loss: the average is read from the first step that has one. A
+    first step never reached says so; a record from before the attack was tracked says that."""
+    from spheres.experiments.sphere_quadratic_perfect_init import paper_rows
+
+    def point(step, loss, wc):
+        return {"step": step, "loss": loss, "exact_worst_case_loss_inner": wc, "exact_worst_case_loss_outer": wc / 2}
+
+    s = {"steps": 20_000, "init_outputs_mean": {"inner": 0.0016, "outer": 0.9994},
+         "trajectory": [point(0, None, 0.02), point(100, 1e-3, 0.05), point(20_000, 1e-8, 300.0)],
+         "first_imperfect_step": 1200, "first_attack_error_step": None}
+    outputs, diverge, found = (r.ours for r in paper_rows(s))
+    assert outputs == "0.0016 / 0.9994 (at the mean α)"
+    assert diverge == ("exact worst case 0.02 → 300 (step 0 → 20,000); average 0.001 → 1e-08 "
+                       "(step 100 → 20,000)")
+    assert found == "step 1,200 (exact: first α outside the band); none in 20,000 steps (manifold attack)"
+    old = {k: v for k, v in s.items() if k not in ("first_attack_error_step", "init_outputs_mean")}
+    assert paper_rows(old)[-1].ours.endswith("; not tracked (manifold attack)")
+    assert paper_rows(old)[0].ours.startswith("not scaled in this record")
+
+
 def test_simplified_model_is_the_papers_threshold_model(tmp_path):
     s = run_experiment("sphere-simplified-model", tmp_path)
     # the experiment's numbers are theory.threshold's: the 50% table at d = 3000 and the curves
