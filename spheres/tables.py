@@ -209,7 +209,7 @@ def count_over_seeds(counts, seeds, total: int, confidence: float = 0.95) -> str
     ``mean m of total [lower, upper] over k seeds (seed 0: a, ...)`` with `mean_interval`'s t interval
     rounded outward to 0.1 and cut to [0, total]."""
     m, lo, hi = mean_interval(counts, confidence)
-    lo, hi = max(math.floor(10 * lo) / 10, 0.0), min(math.ceil(10 * hi) / 10, float(total))
+    lo, hi = max(math.floor(10 * lo + 1e-9) / 10, 0.0), min(math.ceil(10 * hi - 1e-9) / 10, float(total))
     each = ", ".join(f"seed {s}: {int(c)}" for s, c in zip(seeds, counts))
     return f"mean {m:.1f} of {total} [{lo:.1f}, {hi:.1f}] over {len(counts)} seeds ({each})"
 

@@ -194,6 +194,8 @@ def test_count_over_seeds_cuts_to_the_total_and_rounds_outward():
     # near the ends the interval is cut to [0, total]
     assert count_over_seeds([0, 2], [0, 1], 500).startswith("mean 1.0 of 500 [0.0, 13.8]")
     assert count_over_seeds([499, 500], [0, 1], 500).startswith("mean 499.5 of 500 [493.1, 500.0]")
+    # no spread: the interval is the point, not widened by a rounding step
+    assert count_over_seeds([15, 15, 15], [0, 1, 2], 500).startswith("mean 15.0 of 500 [15.0, 15.0]")
 
 
 def test_pooled_rate_sums_counts_and_takes_the_exact_interval_of_the_sum():
