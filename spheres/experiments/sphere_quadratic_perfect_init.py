@@ -255,9 +255,12 @@ def paper_rows(s: dict) -> list[PaperRow]:
         wc = lambda m: max(m["exact_worst_case_loss_inner"], m["exact_worst_case_loss_outer"])  # noqa: E731
         # the start has no training loss yet (it is the mean over the chunk after a step)
         first = next((m for m in traj if m["loss"] is not None), b)
-        rows.append(PaperRow(DIVERGE, f"exact worst case {wc(a):.3g} → {wc(b):.3g} (step {a['step']:,} → "
-                                      f"{b['step']:,}); average {first['loss']:.3g} → {b['loss']:.3g} (step "
-                                      f"{first['step']:,} → {b['step']:,})"))
+        peak = max(traj, key=wc)
+        worst = (f"{wc(a):.3g} → {wc(b):.3g} (step {a['step']:,} → {b['step']:,})" if peak is b else
+                 f"{wc(a):.3g} → {wc(peak):.3g} → {wc(b):.3g} (step {a['step']:,} → {peak['step']:,}, its "
+                 f"peak → {b['step']:,})")
+        rows.append(PaperRow(DIVERGE, f"exact worst case {worst}; average {first['loss']:.3g} → {b['loss']:.3g} "
+                                      f"(step {first['step']:,} → {b['step']:,})"))
     rows.append(PaperRow(FOUND_AGAIN, f"{_first_step(s, 'first_imperfect_step')} (exact: first α outside the "
                                       f"band); {_first_step(s, 'first_attack_error_step')} (manifold attack)"))
     return rows

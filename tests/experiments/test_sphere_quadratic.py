@@ -206,6 +206,10 @@ def test_perfect_init_paper_rows_from_a_made_up_record():
     assert diverge == ("exact worst case 0.02 → 300 (step 0 → 20,000); average 0.001 → 1e-08 "
                        "(step 100 → 20,000)")
     assert found == "step 1,200 (exact: first α outside the band); none in 20,000 steps (manifold attack)"
+    # a worst case that peaks and falls again (the paper preset's N = 10^6) names its peak
+    peaked = {**s, "trajectory": [*s["trajectory"][:2], point(10_000, 1e-4, 9.0), point(20_000, 1e-8, 0.3)]}
+    assert paper_rows(peaked)[1].ours.startswith("exact worst case 0.02 → 9 → 0.3 (step 0 → 10,000, its peak "
+                                                 "→ 20,000); average 0.001 → 1e-08")
     old = {k: v for k, v in s.items() if k not in ("first_attack_error_step", "init_outputs_mean")}
     assert paper_rows(old)[-1].ours.endswith("; not tracked (manifold attack)")
     assert paper_rows(old)[0].ours.startswith("not scaled in this record")
