@@ -272,7 +272,7 @@ class _Watchdog:
         """Send ``B`` (``ok``) or ``E`` to the peers still running; on process 0 after a failure,
         return only once they have exited (or ``2 * _GRACE`` seconds have passed)."""
         self._done = True
-        for s in self.peers.values():
+        for s in list(self.peers.values()):     # the watch thread may still drop a finished peer
             try:
                 s.sendall(b"B" if ok else b"E")
                 s.shutdown(socket.SHUT_WR)

@@ -151,9 +151,14 @@ def pct_ci(rate, n, confidence: float = 0.95) -> str:
     return f"{p:.{digits}f}% [{_pct_bound(lower, False)}, {_pct_bound(upper, True)}]"
 
 
+def _tenths_outward(lo: float, hi: float) -> tuple[float, float]:
+    """An interval rounded outward to 0.1; an end within 1e-10 of a tenth stays there."""
+    return math.floor(10 * lo + 1e-9) / 10, math.ceil(10 * hi - 1e-9) / 10
+
+
 def _points_outward(lo: float, hi: float) -> tuple[float, float]:
     """An interval of rates in percentage points, rounded outward to 0.1 point."""
-    return math.floor(1000 * lo + 1e-9) / 10, math.ceil(1000 * hi - 1e-9) / 10
+    return _tenths_outward(100 * lo, 100 * hi)
 
 
 def rate_difference(rate1, n1, rate2, n2, *, seeds: int = 1, confidence: float = 0.95) -> str:
@@ -209,7 +214,8 @@ def count_over_seeds(counts, seeds, total: int, confidence: float = 0.95) -> str
     ``mean m of total [lower, upper] over k seeds (seed 0: a, ...)`` with `mean_interval`'s t interval
     rounded outward to 0.1 and cut to [0, total]."""
     m, lo, hi = mean_interval(counts, confidence)
-    lo, hi = max(math.floor(10 * lo + 1e-9) / 10, 0.0), min(math.ceil(10 * hi - 1e-9) / 10, float(total))
+    lo, hi = _tenths_outward(lo, hi)
+    lo, hi = max(lo, 0.0), min(hi, float(total))
     each = ", ".join(f"seed {s}: {int(c)}" for s, c in zip(seeds, counts))
     return f"mean {m:.1f} of {total} [{lo:.1f}, {hi:.1f}] over {len(counts)} seeds ({each})"
 

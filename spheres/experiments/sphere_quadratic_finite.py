@@ -198,8 +198,9 @@ def over_training_table(s: dict) -> Table | None:
     rows = []
     for r, traj in trajs:
         low_step, low = min(traj, key=lambda sc: (sc[1], sc[0]))
-        rows.append((f"{r['train_size']:,}", *("-" if last(traj, f) is None else str(last(traj, f)[1])
-                                                for f in fracs), f"{low} at step {low_step:,}"))
+        cells = [last(traj, f) for f in fracs]
+        rows.append((f"{r['train_size']:,}", *("-" if c is None else str(c[1]) for c in cells),
+                     f"{low} at step {low_step:,}"))
     gaps = sorted({b[0] - a[0] for _, t in trajs for a, b in zip(t, t[1:])})
     every = f"; tracked every {gaps[0]:,} steps" if len(gaps) == 1 else ""
     return Table(("N", *(f"step {round(f * s['steps']):,}" for f in fracs), "fewest (first step)"), rows,
